@@ -19,7 +19,7 @@ never needs a compiler or a GPU):
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import BnnError
 
@@ -64,6 +64,3 @@ def __getattr__(name: str) -> Any:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'bnn_shared' has no attribute {name!r}")
 
-
-if TYPE_CHECKING:  # pragma: no cover
-    from . import cli, config, data, demo, export, ext, layers, quantizers, summary, tracking, utils

@@ -50,9 +50,7 @@ def discover() -> dict[str, Callable[..., DemoResult | list[DemoResult]]]:
     return found
 
 
-def run_demos(
-    only: Iterable[str] | None = None, *, quiet: bool = False
-) -> list[DemoResult]:
+def run_demos(only: Iterable[str] | None = None, *, quiet: bool = False) -> list[DemoResult]:
     """Run the registered demos (all, or those named in ``only``) and return their rows."""
     from .errors import BnnError
 
@@ -73,17 +71,33 @@ def run_demos(
 
 def format_table(results: list[DemoResult]) -> str:
     """The demo table as aligned text."""
-    header = ["package", "model", "dataset", "test metric", "weight bits", "size KiB",
-              "fp32 KiB", "seconds"]
+    header = [
+        "package",
+        "model",
+        "dataset",
+        "test metric",
+        "weight bits",
+        "size KiB",
+        "fp32 KiB",
+        "seconds",
+    ]
     rows = [
-        [r.package, r.model, r.dataset, f"{r.metric} {r.value:.4g}", r.weight_bits,
-         f"{r.size_kib:.2f}", f"{r.float32_kib:.2f}", f"{r.seconds:.1f}"]
+        [
+            r.package,
+            r.model,
+            r.dataset,
+            f"{r.metric} {r.value:.4g}",
+            r.weight_bits,
+            f"{r.size_kib:.2f}",
+            f"{r.float32_kib:.2f}",
+            f"{r.seconds:.1f}",
+        ]
         for r in results
     ]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(lines)
 
 
@@ -127,8 +141,13 @@ def binary_mlp(in_features: int, hidden: int, classes: int) -> nn.Sequential:
 
     def block(i: int, o: int, first: bool) -> list[nn.Module]:
         return [
-            QuantLinear(i, o, bias=False, input_quantizer=None if first else "ste_sign",
-                        kernel_quantizer="ste_sign"),
+            QuantLinear(
+                i,
+                o,
+                bias=False,
+                input_quantizer=None if first else "ste_sign",
+                kernel_quantizer="ste_sign",
+            ),
             nn.BatchNorm1d(o),
         ]
 
@@ -183,7 +202,7 @@ def core_demo(*, quiet: bool = False, epochs: int = 40, seed: int = 0) -> DemoRe
 
 
 def _stack(dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = zip(*(dataset[i] for i in range(len(dataset))))
+    xs, ys = zip(*(dataset[i] for i in range(len(dataset))), strict=True)
     return torch.stack(xs), torch.as_tensor(ys)
 
 

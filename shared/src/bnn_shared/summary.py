@@ -208,8 +208,10 @@ def summary(
         with torch.no_grad():
             model(*inputs)
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-        raise ShapeError(f"summary: the forward pass failed on inputs of shape "
-                         f"{[tuple(x.shape) for x in inputs]}: {exc}") from exc
+        raise ShapeError(
+            f"summary: the forward pass failed on inputs of shape "
+            f"{[tuple(x.shape) for x in inputs]}: {exc}"
+        ) from exc
     finally:
         for handle in handles:
             handle.remove()

@@ -1,0 +1,114 @@
+"""Tests of the bit-aware model summary: counts against hand-computed values, and snapshots."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from bnn_shared.errors import ShapeError
+from bnn_shared.layers import QuantConv2d, QuantLinear
+from bnn_shared.summary import summary
+from torch import nn
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+
+
+def binary_cnn() -> nn.Sequential:
+    return nn.Sequential(
+        QuantConv2d(1, 8, 3, padding=1, bias=False, kernel_quantizer="ste_sign"),
+        nn.BatchNorm2d(8),
+        nn.MaxPool2d(2),
+        QuantConv2d(8, 16, 3, bias=False, input_quantizer="ste_sign", kernel_quantizer="ste_tern"),
+        nn.Flatten(),
+        QuantLinear(16 * 2 * 2, 10, input_quantizer="ste_sign", kernel_quantizer="ste_sign"),
+    )
+
+
+def assert_matches_snapshot(text: str, name: str) -> None:
+    path = SNAPSHOTS / name
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        path.write_text(text + "\n")
+    assert path.exists(), f"missing snapshot {path}; create it with UPDATE_SNAPSHOTS=1"
+    assert text + "\n" == path.read_text(), f"summary output changed; see {path}"
+
+
+class TestCounts:
+    def test_binary_cnn_totals(self):
+        stats = summary(binary_cnn(), (1, 8, 8), print_fn=None)
+        conv1, conv2, fc = 8 * 9, 16 * 8 * 9, 64 * 10
+        assert stats.params == {1: conv1 + fc, 2: conv2, 32: 16 + 10}
+        assert stats.memory_bytes == (conv1 + fc + 2 * conv2 + 32 * 26) / 8
+        assert stats.float32_bytes == 4 * (conv1 + conv2 + fc + 26)
+        # conv1: float input -> 32-bit MACs on 8x8 outputs; conv2 binary input x ternary
+        # weights -> 2-bit MACs on 2x2 outputs; fc binary x binary -> 1-bit MACs.
+        assert stats.macs == {32: conv1 * 64, 2: conv2 * 4, 1: fc}
+        assert stats.mac_ratio(1) == pytest.approx(fc / (conv1 * 64 + conv2 * 4 + fc))
+        assert stats.trainable_params == stats.total_params
+
+    def test_plain_module_counts_as_32_bit(self):
+        model = nn.Sequential(nn.Linear(5, 3), nn.ReLU(), nn.Linear(3, 2))
+        stats = summary(model, (5,), print_fn=None)
+        assert stats.params == {32: 5 * 3 + 3 + 3 * 2 + 2}
+        assert stats.macs == {32: 15 + 6}
+        assert stats.compression_ratio == 1.0
+
+    def test_tied_weights_count_once(self):
+        shared = nn.Linear(4, 4)
+        model = nn.Sequential(shared, nn.Tanh(), shared)
+        assert summary(model, (4,), print_fn=None).total_params == 20
+
+    def test_frozen_params_are_non_trainable(self):
+        model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+        model[0].requires_grad_(False)
+        stats = summary(model, (4,), print_fn=None)
+        assert stats.trainable_params == 10 and stats.total_params == 30
+
+    def test_custom_layer_protocol(self):
+        class Binary(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.s = nn.Parameter(torch.ones(6))
+
+            def param_precisions(self):
+                return {"s": 1}
+
+            def summary_macs(self, inputs, output):
+                return [(1, 36)]
+
+            def forward(self, x):
+                return x * self.s
+
+        stats = summary(Binary(), (6,), print_fn=None)
+        assert stats.params == {1: 6} and stats.macs == {1: 36}
+
+    def test_integer_inputs(self):
+        model = nn.Sequential(nn.Embedding(20, 4), nn.Flatten(), nn.Linear(12, 2))
+        stats = summary(model, (3,), dtypes=[torch.long], print_fn=None)
+        assert stats.total_params == 80 + 26
+
+    def test_needs_an_input(self):
+        with pytest.raises(ShapeError, match="input_size"):
+            summary(nn.Linear(2, 2), print_fn=None)
+
+    def test_bad_shape_is_a_clear_error(self):
+        with pytest.raises(ShapeError, match="forward pass failed"):
+            summary(nn.Linear(2, 2), (3,), print_fn=None)
+
+    def test_restores_training_mode(self):
+        model = binary_cnn().train()
+        summary(model, (1, 8, 8), print_fn=None)
+        assert model.training
+
+
+class TestSnapshot:
+    def test_binary_cnn_tables(self):
+        lines: list[str] = []
+        summary(binary_cnn(), (1, 8, 8), print_fn=lines.append)
+        assert_matches_snapshot(lines[0], "summary_binary_cnn.txt")
+
+    def test_float_mlp_tables(self):
+        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+        text = str(summary(model, (1, 8, 8), print_fn=None))
+        assert_matches_snapshot(text, "summary_float_mlp.txt")
