@@ -24,10 +24,25 @@ def test_layout():
 
 
 def test_every_member_has_a_test_environment():
-    matrix = ROOT_CONFIG["tool"]["hatch"]["envs"]["hatch-test"]["matrix"]
+    envs = ROOT_CONFIG["tool"]["hatch"]["envs"]
+    matrix = envs["hatch-test"]["matrix"]
     pkgs = {p for entry in matrix for p in entry.get("pkg", [])}
     assert {"shared", "e2e"} <= pkgs
     assert {p.name for p in PACKAGES} <= pkgs
+
+
+def test_every_member_is_in_the_demo_and_e2e_environments():
+    envs = ROOT_CONFIG["tool"]["hatch"]["envs"]
+    default_members = envs["default"]["workspace"]["members"]
+    e2e_members = [
+        entry["value"]
+        for entry in envs["hatch-test"]["overrides"]["matrix"]["pkg"]["workspace"]["members"]
+        if "if" not in entry or "e2e" in entry["if"]
+    ]
+    for members in (default_members, e2e_members):
+        assert "shared" in members
+        for package in PACKAGES:
+            assert f"packages/{package.name}" in members or "packages/*" in members
 
 
 @pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)

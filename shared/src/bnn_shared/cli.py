@@ -1,0 +1,121 @@
+"""Command-line helpers shared by every package's entry points.
+
+:func:`add_common_arguments` adds the flags every training script understands (data,
+run tracking, seed and device); :func:`run_cli` runs a ``main(argv)`` so that a user's
+mistake prints one ``error: ...`` line instead of a traceback. An entry point reads::
+
+    def main(argv: list[str] | None = None) -> int:
+        parser = argparse.ArgumentParser(description="Train ...")
+        parser.add_argument("--epochs", type=int, default=10)
+        add_common_arguments(parser, seed=1)
+        args = parser.parse_args(argv)
+        ...
+        return 0
+
+    if __name__ == "__main__":
+        raise SystemExit(run_cli(main))
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .errors import BnnError
+
+__all__ = ["add_common_arguments", "run_cli", "INTERRUPTED_EXIT_CODE"]
+
+#: Exit status after Ctrl-C, as a shell reports for SIGINT (128 + 2).
+INTERRUPTED_EXIT_CODE = 130
+
+
+def add_common_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    seed: int = 0,
+    out_dir: str = "runs",
+    data_dir: str | None = None,
+    data: bool = True,
+    tracking: bool = True,
+    runtime: bool = True,
+) -> argparse.ArgumentParser:
+    """Add the shared flags to ``parser``, each in a titled group, and return the parser.
+
+    A flag the parser already has (a package's own ``--seed``, say) is left alone, so call
+    this after adding the package's flags.
+
+    Args:
+        parser: the parser to extend.
+        seed: default of ``--seed``.
+        out_dir: default of ``--out-dir``.
+        data_dir: default of ``--data-dir`` (None: the dataset module's own default).
+        data: add ``--data-dir`` and ``--download``.
+        tracking: add ``--out-dir``, ``--resume``, ``--wandb`` and ``--quiet``.
+        runtime: add ``--seed`` and ``--device``.
+    """
+    if data:
+        group = parser.add_argument_group("data")
+        _add(group, "--data-dir", default=data_dir, metavar="DIR", help="where datasets live")
+        _add(group, "--download", action="store_true", help="download missing datasets")
+    if tracking:
+        group = parser.add_argument_group("run tracking")
+        _add(
+            group,
+            "--out-dir",
+            default=out_dir,
+            metavar="DIR",
+            help="run directory: config.yaml, metrics.csv, checkpoint.pt (default: %(default)s)",
+        )
+        _add(
+            group,
+            "--resume",
+            action="store_true",
+            help="continue the run in --out-dir from its last checkpoint",
+        )
+        _add(group, "--wandb", action="store_true", help="also log to Weights & Biases")
+        _add(group, "--quiet", action="store_true", help="no progress bars or summary line")
+    if runtime:
+        group = parser.add_argument_group("runtime")
+        _add(group, "--seed", type=int, default=seed, help="random seed (default: %(default)s)")
+        _add(
+            group,
+            "--device",
+            default="auto",
+            help="auto, cpu, cuda, cuda:N, or N (-1: CPU) (default: %(default)s)",
+        )
+    return parser
+
+
+def _add(group: Any, flag: str, **kwargs: Any) -> None:
+    """Add ``flag`` unless the parser already defines it."""
+    with contextlib.suppress(argparse.ArgumentError):
+        group.add_argument(flag, **kwargs)
+
+
+def run_cli(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> int:
+    """Call ``main(argv)`` and turn its outcome into an exit status.
+
+    * a :class:`~bnn_shared.errors.BnnError`: prints ``error: <message>`` on stderr, no
+      traceback, and returns its ``exit_code`` (2);
+    * Ctrl-C: says that the last checkpoint is kept and ``--resume`` continues, returns 130;
+    * otherwise returns ``main``'s integer result, or 0 when it returns something else.
+
+    Use as ``raise SystemExit(run_cli(main))``.
+    """
+    try:
+        result = main(argv)
+    except BnnError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: the last checkpoint is kept; run the same command with --resume "
+            "to continue",
+            file=sys.stderr,
+            flush=True,
+        )
+        return INTERRUPTED_EXIT_CODE
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
