@@ -267,10 +267,7 @@ def _is_reported(module: nn.Module) -> bool:
 
 
 def _param_precisions(module: nn.Module) -> dict[str, int]:
-    if hasattr(module, "param_precisions"):
-        declared = dict(module.param_precisions())
-    else:
-        declared = {}
+    declared = dict(module.param_precisions()) if hasattr(module, "param_precisions") else {}
     kernel = getattr(module, "kernel_quantizer", None)
     if isinstance(kernel, Quantizer) and "weight" not in declared:
         declared["weight"] = int(kernel.precision)
@@ -358,7 +355,9 @@ def _render(title: str, header: list[str], rows: list[list[str]], header_row=Tru
     top = "+" + f"{title}".center(inner + 2, "-") + "+"
 
     def fmt(row: list[str]) -> str:
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
         return "| " + "   ".join(cells) + " |"
 
     out = [top]
