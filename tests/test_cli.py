@@ -45,5 +45,5 @@ def test_import_needs_no_compiler_and_no_gpu(run_python, tmp_path):
 
 def test_ext_status_reports(run_python):
     proc = run_python("-m", "bnn_shared.ext", env={"BNN_SHARED_EXT": "0"})
-    assert proc.returncode == 0, proc.stderr
-    assert "cpp" in proc.stdout
+    assert proc.returncode == 1, proc.stderr  # 1: no compiled kernel is loaded
+    assert "cpp: False" in proc.stdout and "disabled by BNN_SHARED_EXT=0" in proc.stdout
