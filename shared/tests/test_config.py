@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -9,7 +10,9 @@ from typing import Any, Literal, Optional
 import pytest
 import yaml
 from bnn_shared.config import (
+    add_config_arguments,
     apply_overrides,
+    config_from_arguments,
     from_dict,
     load_config,
     load_yaml,
@@ -197,3 +200,37 @@ class TestOverrides:
 
     def test_errors_are_user_errors(self):
         assert issubclass(ConfigError, BnnError)
+
+
+class TestCommandLine:
+    @dataclass
+    class Flat:
+        name: str = "mnist"
+        layers: list[int] = field(default_factory=lambda: [2000, 1000])
+        lr: float = 1e-2
+        feature_wise: bool = True
+        alpha: float | None = None
+
+    def parse(self, argv, path=None, overrides=()):
+        parser = argparse.ArgumentParser()
+        add_config_arguments(parser, self.Flat)
+        args = parser.parse_args(argv)
+        return config_from_arguments(self.Flat, args, path=path, overrides=overrides)
+
+    def test_defaults_then_file_then_flags(self, tmp_path):
+        path = tmp_path / "c.yaml"
+        path.write_text("lr: 0.5\nlayers: [10]\nname: digits\n")
+        assert self.parse([]) == self.Flat()
+        cfg = self.parse(["--layers", "3", "4", "--feature-wise", "false", "--name", "123"], path)
+        assert cfg == self.Flat(name="123", layers=[3, 4], lr=0.5, feature_wise=False)
+
+    def test_types_are_validated_and_name_the_key(self):
+        with pytest.raises(ConfigError, match="lr"):
+            self.parse(["--lr", "fast"])
+
+    def test_bare_boolean_flag_and_optional(self):
+        cfg = self.parse(["--feature_wise", "--alpha", "1e-3"])
+        assert cfg.feature_wise is True and cfg.alpha == pytest.approx(1e-3)
+
+    def test_overrides_apply_last(self):
+        assert self.parse(["--lr", "0.1"], overrides=["lr=0.2"]).lr == pytest.approx(0.2)

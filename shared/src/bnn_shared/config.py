@@ -37,7 +37,16 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["from_dict", "to_dict", "load_yaml", "load_config", "apply_overrides", "parse_value"]
+__all__ = [
+    "add_config_arguments",
+    "apply_overrides",
+    "config_from_arguments",
+    "from_dict",
+    "load_config",
+    "load_yaml",
+    "parse_value",
+    "to_dict",
+]
 
 T = TypeVar("T")
 
@@ -303,3 +312,86 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     if mark is not None:
         return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
     return problem
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: every config key is also a flag
+# ---------------------------------------------------------------------------------------------
+
+
+def add_config_arguments(parser: Any, cls: type, *, prefix: str = "") -> None:
+    """Add one ``--key`` flag per field of the dataclass ``cls`` (nested: ``--outer.inner``).
+
+    Flags take their value as YAML (``--lr 1e-3``, ``--layers 2000 1000`` for lists,
+    ``--flag true`` or bare ``--flag`` for booleans) and default to "not given", so that a
+    config file's values are only overridden by the flags a user types. Collect them with
+    :func:`config_from_arguments`. Underscores in names may also be written as dashes.
+    """
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}{f.name}"
+        tp = _resolve_field_type(cls, f)
+        if dataclasses.is_dataclass(tp):
+            add_config_arguments(parser, tp, prefix=f"{name}.")
+            continue
+        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+        help_text = f.metadata.get("help", "") if f.metadata else ""
+        raw = tp is str or tp is Path  # taken as typed, not parsed as YAML
+        kwargs: dict[str, Any] = {
+            "dest": f"{'config_raw' if raw else 'config'}:{name}",
+            "default": _NOT_GIVEN,
+            "metavar": f.name.upper(),
+            "help": help_text,
+        }
+        origin = typing.get_origin(tp)
+        if tp is bool:
+            kwargs.update(nargs="?", const="true")
+        elif origin in (list, tuple) or tp in (list, tuple):
+            kwargs.update(nargs="+")
+        parser.add_argument(*flags, **kwargs)
+
+
+def config_from_arguments(
+    cls: type[T], args: Any, *, path: str | Path | None = None, overrides: Iterable[str] = ()
+) -> T:
+    """Build ``cls`` from an optional YAML file, then the flags of :func:`add_config_arguments`
+    that were given, then ``KEY=value`` overrides; validated like :func:`from_dict`."""
+    data = load_yaml(path) if path else {}
+    given = []
+    for dest, value in vars(args).items():
+        kind, _, key = dest.partition(":")
+        if kind not in ("config", "config_raw") or value is _NOT_GIVEN:
+            continue
+        if kind == "config_raw":
+            given.append((key, value))
+        elif isinstance(value, list):
+            given.append((key, [parse_value(v) for v in value]))
+        else:
+            given.append((key, parse_value(value)))
+    data = copy.deepcopy(data)
+    for key, value in given:
+        node = data
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    data = apply_overrides(data, overrides)
+    source = f"{path} (with command-line values)" if path else "the command line"
+    return from_dict(cls, data, source=source)
+
+
+class _NotGiven:
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+_NOT_GIVEN = _NotGiven()
+
+
+def _resolve_field_type(cls: type, f: dataclasses.Field) -> Any:
+    hints = typing.get_type_hints(cls)
+    tp = hints.get(f.name, f.type)
+    if typing.get_origin(tp) in (Union, types.UnionType):  # Optional[X] -> X for the flag shape
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            tp = args[0]
+    return tp
