@@ -358,8 +358,8 @@ def config_from_arguments(
     data = load_yaml(path) if path else {}
     given = []
     for dest, value in vars(args).items():
-        kind, _, key = dest.partition(":")
-        if kind not in ("config", "config_raw") or value is _NOT_GIVEN:
+        kind, sep, key = dest.partition(":")
+        if not sep or kind not in ("config", "config_raw") or value is _NOT_GIVEN:
             continue
         if kind == "config_raw":
             given.append((key, value))
@@ -374,8 +374,11 @@ def config_from_arguments(
         for part in parents:
             node = node.setdefault(part, {})
         node[last] = value
+    overrides = list(overrides)
     data = apply_overrides(data, overrides)
-    source = f"{path} (with command-line values)" if path else "the command line"
+    source = str(path) if path else "the command line"
+    if path and (given or overrides):
+        source += " (with command-line values)"
     return from_dict(cls, data, source=source)
 
 

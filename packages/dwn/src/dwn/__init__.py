@@ -1,0 +1,44 @@
+"""dwn: Differentiable Weightless Neural Networks (Bacellar et al., ICML 2024).
+
+Networks of n-input lookup tables trained end to end with the Extended Finite Difference
+(EFD) gradient, API-compatible with torch-dwn (``import dwn`` in place of
+``import torch_dwn as dwn``), on CPU and GPU, with a bit-exact export:
+
+* :mod:`~dwn.binarization`: ``Thermometer``, ``GaussianThermometer``,
+  ``DistributiveThermometer`` input encoders;
+* :mod:`~dwn.lut_layer`: ``LUTLayer`` and ``EFDFunction`` (backends "torch", "cpp", "cuda");
+* :mod:`~dwn.mapping`: ``layer_mapping`` (random/arange wiring) and ``LearnableMapping``;
+* :mod:`~dwn.utils`: ``GroupSum``, ``STE``;
+* :mod:`~dwn.export` / :mod:`~dwn.compiled`: ``export(model, encoder, path)`` and
+  ``load_compiled(path)``, an integer-and-bits-only runner with identical predictions;
+* :mod:`~dwn.train`: ``python -m dwn.train --config configs/dwn/mnist.yaml``.
+"""
+
+from .binarization import DistributiveThermometer, GaussianThermometer, Thermometer
+from .compiled import CompiledDWN
+from .export import compile_model, export, load_compiled, save_compiled
+from .lut_layer import EFDFunction, LUTLayer
+from .mapping import LearnableMapping, LearnableMappingFunction, layer_mapping
+from .utils import STE, GroupSum, STEFunction, pad_if_needed
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CompiledDWN",
+    "DistributiveThermometer",
+    "EFDFunction",
+    "GaussianThermometer",
+    "GroupSum",
+    "LUTLayer",
+    "LearnableMapping",
+    "LearnableMappingFunction",
+    "STE",
+    "STEFunction",
+    "Thermometer",
+    "compile_model",
+    "export",
+    "layer_mapping",
+    "load_compiled",
+    "pad_if_needed",
+    "save_compiled",
+]
