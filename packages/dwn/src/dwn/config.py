@@ -64,7 +64,7 @@ class TrainConfig:
             self.mapping = self.mapping * len(self.layers)
         checks = [
             (self.bits >= 1, "bits must be >= 1"),
-            (1 <= self.n <= 16, "n must be in 1..16"),
+            (1 <= self.n <= 10, "n must be in 1..10"),
             (len(self.layers) >= 1 and min(self.layers) >= 1, "layers must be positive sizes"),
             (len(self.mapping) == len(self.layers), "give one mapping, or one per layer"),
             (self.tau > 0, "tau must be > 0"),

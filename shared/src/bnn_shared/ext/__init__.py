@@ -202,6 +202,10 @@ def _build_and_load() -> None:
         _apply_fakes()
 
 
+# Without -fopenmp, ATen's header-only at::parallel_for silently runs on one thread.
+_OPENMP = ("-fopenmp",) if sys.platform.startswith("linux") else ()
+
+
 def _compile(cpp_extension, name: str, sources: list[Path]) -> None:
     build_dir = _build_dir(cpp_extension, name)
     _state.build_dir = str(build_dir)
@@ -209,7 +213,8 @@ def _compile(cpp_extension, name: str, sources: list[Path]) -> None:
     cpp_extension.load(
         name=name,
         sources=[str(path) for path in sources],
-        extra_cflags=["-O3"],
+        extra_cflags=["-O3", *_OPENMP],
+        extra_ldflags=list(_OPENMP),
         extra_cuda_cflags=["-O3"],
         build_directory=str(build_dir),
         verbose=os.environ.get("BNN_EXT_VERBOSE", "0").strip().lower() not in _FALSE,
