@@ -63,4 +63,3 @@ def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'bnn_shared' has no attribute {name!r}")
-

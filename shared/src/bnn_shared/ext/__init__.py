@@ -179,8 +179,15 @@ def _attempt_load() -> None:
 
 
 def _build_and_load() -> None:
-    # Imported here: importing cpp_extension probes the toolchain and may log.
-    from torch.utils import cpp_extension
+    # Imported here: importing cpp_extension probes the toolchain and logs a warning when it
+    # has to guess CUDA_HOME (e.g. nvcc on PATH but no GPU), which is noise for CPU users.
+    cpp_logger = logging.getLogger("torch.utils.cpp_extension")
+    level = cpp_logger.level
+    cpp_logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        cpp_logger.setLevel(level)
 
     sources = sorted(_CSRC.glob("*.cpp"))
     if not sources:
