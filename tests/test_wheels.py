@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -32,6 +33,8 @@ def build_wheel(member: Path, out: Path) -> Path:
         capture_output=True,
         text=True,
         timeout=300,
+        # as a user outside the Hatch workspace would: packages then reference ../../shared
+        env={k: v for k, v in os.environ.items() if k != "BNN_WORKSPACE"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (wheel,) = out.glob("*.whl")
