@@ -1,15 +1,9 @@
-"""Test configuration of dwn: CUDA-marked tests skip cleanly without a GPU."""
+"""Test configuration: CUDA-marked tests skip cleanly without a GPU."""
 
 from __future__ import annotations
 
-import pytest
-import torch
+from bnn_shared.testing import skip_cuda_without_gpu
 
 
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU")
-    for item in items:
-        if item.get_closest_marker("cuda") is not None:
-            item.add_marker(skip)
+    skip_cuda_without_gpu(items)
