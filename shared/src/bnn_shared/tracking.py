@@ -570,7 +570,8 @@ class Run:
         if self._summary is not None:
             return self._summary
         logged = [row["epoch"] for row in self.metrics.rows if isinstance(row.get("epoch"), int)]
-        epochs = max([*logged, self._last_checkpoint_epoch]) + 1
+        # distinct epochs logged (whether counted from 0 or from 1), else the checkpoint's
+        epochs = len(set(logged)) if logged else self._last_checkpoint_epoch + 1
         head = f"done: {epochs} epoch{'' if epochs == 1 else 's'}"
         head += f" in {time.perf_counter() - self._started:.1f}s"
         if self.start_epoch:
