@@ -40,7 +40,8 @@ COMMANDS = {
     "fc2_bin_W_ep_learnt": f"{FC2} --optim ep --learnAlpha 1 --lrAlpha 1e-2 1e-2 1e-2",
     "conv_mnist_bin_W_ep": f"{CONV_MNIST} --optim ep --learnAlpha 0",
     "conv_mnist_bin_W_bptt": f"{CONV_MNIST} --optim bptt --learnAlpha 0",
-    "conv_mnist_bin_W_ep_learnt": f"{CONV_MNIST} --optim ep --learnAlpha 1 --lrAlpha 1e-3 1e-3 1e-3",
+    "conv_mnist_bin_W_ep_learnt": f"{CONV_MNIST} --optim ep --learnAlpha 1"
+    " --lrAlpha 1e-3 1e-3 1e-3",
     "conv_cifar_bin_W_ep": f"{CIFAR} --optim ep --learnAlpha 0",
     "conv_cifar_bin_W_bptt": f"{CIFAR} --optim bptt --learnAlpha 0",
     "conv_cifar_bin_W_ep_learnt": f"{CIFAR} --optim ep --learnAlpha 1 --learnAlpha 1"

@@ -78,8 +78,11 @@ def test_weights_are_alpha_times_sign_with_xnor_init():
 
 def test_fc_bin_W_step_matches_the_formula():
     torch.manual_seed(0)
-    cfg = settings("--archi fc --layersList 6 5 4 --gamma 1e-3 1e-3 --gradThreshold 0 0 "
-                   "--lrBias 0.1 0.1 --expand_output 1 --learnAlpha 0", layersList=[6, 5, 10])
+    cfg = settings(
+        "--archi fc --layersList 6 5 4 --gamma 1e-3 1e-3 --gradThreshold 0 0 "
+        "--lrBias 0.1 0.1 --expand_output 1 --learnAlpha 0",
+        layersList=[6, 5, 10],
+    )
     net = NetworkFcBinW(cfg)
     x = torch.rand(3, 6)
     s = [torch.rand(3, 10), torch.rand(3, 5), x]
@@ -180,7 +183,9 @@ def test_ep_theorem_fc():
     torch.manual_seed(0)
     net = _tiny_full_precision(
         "--archi fc --layersList 8 12 10 --gamma 1e-3 1e-3 --gradThreshold 0 0 "
-        "--lrBias 0 0 --learnAlpha 0 --T 300 --Kmax 200", T=300, Kmax=200
+        "--lrBias 0 0 --learnAlpha 0 --T 300 --Kmax 200",
+        T=300,
+        Kmax=200,
     )
     x = torch.rand(16, 8, dtype=torch.float64)
     y = torch.eye(10, dtype=torch.float64)[torch.randint(0, 10, (16,))]
@@ -195,7 +200,9 @@ def test_ep_theorem_conv():
         "--archi conv --dataset digits --layersList 10 --convList 4 3 1 --padding 1 "
         "--kernelSize 3 --Fpool 2 --classi_gamma 1e-3 --conv_gamma 1e-3 1e-3 "
         "--classi_threshold 0 --conv_threshold 0 0 --lrBias 0 0 0 --learnAlpha 0",
-        T=300, Kmax=200, clamp_output=1,
+        T=300,
+        Kmax=200,
+        clamp_output=1,
     )
     x = torch.rand(8, 1, 8, 8, dtype=torch.float64)
     y = torch.eye(10, dtype=torch.float64)[torch.randint(0, 10, (8,))]
@@ -206,8 +213,10 @@ def test_ep_theorem_conv():
 
 def test_update_flips_weights_and_counts_them():
     torch.manual_seed(0)
-    cfg = settings("--archi fc --layersList 6 5 10 --gamma 1 1 --gradThreshold 1e-3 1e-3 "
-                   "--lrBias 0.1 0.1 --learnAlpha 0 --T 5 --Kmax 3")
+    cfg = settings(
+        "--archi fc --layersList 6 5 10 --gamma 1 1 --gradThreshold 1e-3 1e-3 "
+        "--lrBias 0.1 0.1 --learnAlpha 0 --T 5 --Kmax 3"
+    )
     net = build_network(cfg, (6,))
     before = [layer.weight.detach().clone() for layer in net.weight_layers()]
     x = torch.rand(4, 6)
@@ -217,8 +226,10 @@ def test_update_flips_weights_and_counts_them():
         free = net.forward(net.init_hidden(x), ctx)
         nudged = net.forward(free.copy(), ctx, beta=0.5, target=y)
         net.compute_gradient(nudged, free, ctx, 0.5)
-        expected = [(torch.sign(w) * layer.weight.grad > 1e-3)  # gamma 1: m = grad
-                    for w, layer in zip(before, net.weight_layers(), strict=True)]
+        expected = [
+            (torch.sign(w) * layer.weight.grad > 1e-3)  # gamma 1: m = grad
+            for w, layer in zip(before, net.weight_layers(), strict=True)
+        ]
         net.update_weights(nudged, free, ctx, 0.5)
     for w, layer, flip in zip(before, net.weight_layers(), expected, strict=True):
         assert torch.equal(layer.weight, torch.where(flip, -w, w))
@@ -229,8 +240,10 @@ def test_update_flips_weights_and_counts_them():
 
 def test_learnt_alpha_changes_the_scale_not_the_signs():
     torch.manual_seed(0)
-    cfg = settings("--archi fc --layersList 6 5 10 --gamma 1e-9 1e-9 --gradThreshold 1 1 "
-                   "--lrBias 0 0 --learnAlpha 1 --lrAlpha 1 1 --T 5 --Kmax 3")
+    cfg = settings(
+        "--archi fc --layersList 6 5 10 --gamma 1e-9 1e-9 --gradThreshold 1 1 "
+        "--lrBias 0 0 --learnAlpha 1 --lrAlpha 1 1 --T 5 --Kmax 3"
+    )
     net = build_network(cfg, (6,))
     signs = [torch.sign(layer.weight.detach()) for layer in net.weight_layers()]
     alphas = net.alpha_values()

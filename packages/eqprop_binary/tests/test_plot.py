@@ -91,7 +91,7 @@ def test_main_prints_written_paths_and_table(tmp_path, capsys):
     for path in printed:
         assert_png(path)
     assert "S-3" in err and "no rows" in err
-    assert any(str(day / "S-2") in line and "11.00" in line for line in lines)  # last = best
+    assert any(str(day / "S-2") in line and "12.00" in line for line in lines)  # last = best
 
 
 def test_main_out_dir(tmp_path, capsys):

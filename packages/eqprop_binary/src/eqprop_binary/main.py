@@ -29,8 +29,15 @@ from bnn_shared.utils import parse_device, seed_everything
 
 from .network import EPNetwork, build_network
 from .settings import Settings
-from .tools import load_data, results_row, run_directory, save_hyperparameters, test_epoch
-from .tools import train_epoch, write_results
+from .tools import (
+    load_data,
+    results_row,
+    run_directory,
+    save_hyperparameters,
+    test_epoch,
+    train_epoch,
+    write_results,
+)
 
 __all__ = ["build_parser", "main", "train"]
 
@@ -62,10 +69,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("--device", default=d.device, help="-1: CPU, N: cuda:N; also cpu, cuda, auto")
     add("--archi", default=d.archi, help="fc or conv (default: %(default)s)")
-    add("--layersList", "--layerList", nargs="+", type=int, default=d.layersList,
-        help="fc layer sizes, input first (conv: the classifier layers)")
-    add("--convList", "-convList", nargs="+", type=int, default=d.convList,
-        help="conv channels, top conv layer first, input channels last")
+    add(
+        "--layersList",
+        "--layerList",
+        nargs="+",
+        type=int,
+        default=d.layersList,
+        help="fc layer sizes, input first (conv: the classifier layers)",
+    )
+    add(
+        "--convList",
+        "-convList",
+        nargs="+",
+        type=int,
+        default=d.convList,
+        help="conv channels, top conv layer first, input channels last",
+    )
     add("--padding", type=int, default=d.padding, metavar="P", help="convolution padding")
     add("--kernelSize", type=int, default=d.kernelSize, metavar="KSize", help="kernel size")
     add("--Fpool", type=int, default=d.Fpool, metavar="Fp", help="pooling size and stride")
@@ -89,30 +108,54 @@ def build_parser() -> argparse.ArgumentParser:
     add("--rho_threshold", type=_float, default=d.rho_threshold, help="theta of H(s - theta)")
     add("--expand_output", type=int, default=d.expand_output, help="output neurons per class")
     add("--dataset", default=d.dataset, help="mnist, cifar10, digits, fashion_mnist")
-    add("--lrBias", nargs="+", type=_float, default=d.lrBias,
-        help="bias learning rates (fc output first; conv nets: classifier, then conv top first)")
+    add(
+        "--lrBias",
+        nargs="+",
+        type=_float,
+        default=d.lrBias,
+        help="bias learning rates (fc output first; conv nets: classifier, then conv top first)",
+    )
     add("--batchSize", type=int, default=d.batchSize, help="training batch size")
     add("--test_batchSize", type=int, default=d.test_batchSize, help="test batch size")
     add("--epochs", type=int, default=d.epochs, metavar="N", help="training epochs")
     add("--learnAlpha", type=int, default=d.learnAlpha, help="1: learn the scaling factors")
-    add("--lrAlpha", nargs="+", type=_float, default=d.lrAlpha,
-        help="scaling-factor learning rates (same layout as --lrBias)")
-    add("--decayLrAlpha", type=_float, default=d.decayLrAlpha,
-        help="divide the --lrAlpha rates by this ...")
-    add("--epochDecayLrAlpha", type=int, default=d.epochDecayLrAlpha,
-        help="... from this epoch on (1-based)")
+    add(
+        "--lrAlpha",
+        nargs="+",
+        type=_float,
+        default=d.lrAlpha,
+        help="scaling-factor learning rates (same layout as --lrBias)",
+    )
+    add(
+        "--decayLrAlpha",
+        type=_float,
+        default=d.decayLrAlpha,
+        help="divide the --lrAlpha rates by this ...",
+    )
+    add(
+        "--epochDecayLrAlpha",
+        type=int,
+        default=d.epochDecayLrAlpha,
+        help="... from this epoch on (1-based)",
+    )
     group = parser.add_argument_group("options of this implementation")
     group.add_argument(
-        "--nudge", default=d.nudge, choices=["current", "free"],
+        "--nudge",
+        default=d.nudge,
+        choices=["current", "free"],
         help="output nudge beta*(y - s_out) with the current output (default) or with the "
         "free-phase output held fixed, as the reference code does for bin_W_N networks",
     )
     group.add_argument(
-        "--clamp_output", type=int, default=d.clamp_output,
+        "--clamp_output",
+        type=int,
+        default=d.clamp_output,
         help="conv bin_W: 1 clamps the nudged output to [0, 1] (the reference does not)",
     )
     group.add_argument(
-        "--flip_rule", default=d.flip_rule, choices=["auto", ">", ">="],
+        "--flip_rule",
+        default=d.flip_rule,
+        choices=["auto", ">", ">="],
         help="flip test; auto: '>' for fc and '>=' for conv nets, as in the reference",
     )
     add_common_arguments(parser, out_dir="runs/eqprop_binary", seed=d.seed)

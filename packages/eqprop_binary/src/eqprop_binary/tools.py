@@ -260,9 +260,7 @@ def run_directory(out_dir: str | Path, cfg: Settings, resume: bool = False) -> P
     if resume:
         if (out_dir / "checkpoint.pt").is_file():
             return out_dir
-        found = sorted(
-            base.glob("*/S-*/checkpoint.pt"), key=lambda p: (p.stat().st_mtime, str(p))
-        )
+        found = sorted(base.glob("*/S-*/checkpoint.pt"), key=lambda p: (p.stat().st_mtime, str(p)))
         if found:
             return found[-1].parent
         return out_dir  # the core's tracking reports "no checkpoint" with the path
@@ -271,11 +269,29 @@ def run_directory(out_dir: str | Path, cfg: Settings, resume: bool = False) -> P
     return day / f"S-{max(taken, default=0) + 1}"
 
 
-_COMMON = (
-    "device archi binary_settings optim dataset activationFun T Kmax beta random_beta "
-    "lrBias batchSize test_batchSize epochs learnAlpha lrAlpha decayLrAlpha "
-    "epochDecayLrAlpha nudge flip_rule seed"
-).split()
+_COMMON = [
+    "device",
+    "archi",
+    "binary_settings",
+    "optim",
+    "dataset",
+    "activationFun",
+    "T",
+    "Kmax",
+    "beta",
+    "random_beta",
+    "lrBias",
+    "batchSize",
+    "test_batchSize",
+    "epochs",
+    "learnAlpha",
+    "lrAlpha",
+    "decayLrAlpha",
+    "epochDecayLrAlpha",
+    "nudge",
+    "flip_rule",
+    "seed",
+]
 _FC = ["layersList", "gamma", "gradThreshold"]
 _CONV = [
     "layersList",
