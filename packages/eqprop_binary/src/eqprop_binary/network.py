@@ -137,7 +137,8 @@ class EPNetwork(nn.Module):
         raise NotImplementedError
 
     def make_optimizers(self) -> None:
-        """Create the flip optimizer (weights) and SGD (biases); call after ``.to(device)``."""
+        """Create the flip optimizer (weights) and SGD (biases). ``.to(device)`` moves the
+        parameters in place, so the optimizers stay valid; their state is created lazily."""
         layers = self.weight_layers()
         groups = [
             {"params": [layer.weight], "gamma": g, "threshold": t}
