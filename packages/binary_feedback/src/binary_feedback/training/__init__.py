@@ -1,0 +1,108 @@
+"""Training rules: how a step's gradients are obtained, one module per rule, found by name.
+
+``get_rule("dfa", regime="study_a", num_classes=10)`` builds a rule; ``rule.step(model, x,
+y, optimizer)`` runs one training step on any model of Linear/Conv1d/Conv2d layers. Names are
+case-insensitive; ``gd`` is an alias of ``bp`` and ``pepita`` of ``sigprop``. Adding a rule is
+adding a :class:`~binary_feedback.training.base.Rule` subclass and one :data:`RULES` entry.
+
+===========  ======================================================  ====================
+name         rule                                                    module
+===========  ======================================================  ====================
+bp (gd)      backpropagation through the STEs                        :mod:`.bp`
+dfa          direct feedback alignment, ``dL/dh := e @ B``           :mod:`.dfa`
+drtp         direct random target projection, ``dL/dh := s @ P``     :mod:`.drtp`
+hsic         HSIC bottleneck, layer-local                            :mod:`.hsic`
+sigprop      SigpropTL ("pepita"), two forward passes                :mod:`.sigprop`
+===========  ======================================================  ====================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bnn_shared.errors import ConfigError
+
+from .base import (
+    REGIMES,
+    STUDY_A,
+    STUDY_B,
+    LocalRule,
+    Regime,
+    Rule,
+    get_regime,
+    local_blocks,
+    output_layer,
+    weight_layers,
+)
+from .bp import BP
+from .dfa import DFA
+from .drtp import DRTP
+from .hsic import HSIC, cosine_kernel, hsic, normalized_hsic
+from .sigprop import SigpropTL
+
+__all__ = [
+    "RULES",
+    "ALIASES",
+    "get_rule",
+    "available_rules",
+    "Regime",
+    "STUDY_A",
+    "STUDY_B",
+    "REGIMES",
+    "get_regime",
+    "Rule",
+    "LocalRule",
+    "BP",
+    "DFA",
+    "DRTP",
+    "HSIC",
+    "SigpropTL",
+    "cosine_kernel",
+    "hsic",
+    "normalized_hsic",
+    "weight_layers",
+    "output_layer",
+    "local_blocks",
+]
+
+#: Canonical rule name -> class.
+RULES: dict[str, type[Rule]] = {
+    "bp": BP,
+    "dfa": DFA,
+    "drtp": DRTP,
+    "hsic": HSIC,
+    "sigprop": SigpropTL,
+}
+#: Other accepted names: study A's "GD", study B's code name "pepita".
+ALIASES: dict[str, str] = {"gd": "bp", "pepita": "sigprop"}
+
+
+def available_rules() -> list[str]:
+    """Every accepted rule name (canonical names and aliases), sorted."""
+    return sorted([*RULES, *ALIASES])
+
+
+def get_rule(name: str, **options: Any) -> Rule:
+    """Build the rule called ``name`` (any case, aliases included).
+
+    Args:
+        name: a name of :func:`available_rules`.
+        **options: ``regime`` (a :class:`Regime` or ``"study_a"`` / ``"study_b"``),
+            ``num_classes``, and the rule's own keyword options (e.g. ``bw_init`` for DFA,
+            ``gamma`` and ``mode`` for HSIC); an unknown option is a ConfigError.
+    """
+    key = str(name).lower()
+    key = ALIASES.get(key, key)
+    if key not in RULES:
+        raise ConfigError(f"unknown training method {name!r}; choose from {available_rules()}")
+    cls = RULES[key]
+    missing = sorted({"regime", "num_classes"} - set(options))
+    if missing:
+        raise ConfigError(f"training method {key!r} needs the option {missing[0]!r}")
+    allowed = {"regime", "num_classes", *cls.option_names()}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"training method {key!r} has no option {unknown[0]!r}; it accepts {sorted(allowed)}"
+        )
+    return cls(**options)

@@ -1,0 +1,425 @@
+"""The training-rule interface, the two studies' regimes and the helpers every rule shares.
+
+A *regime* says what a study optimises and how its fixed random matrices and targets look
+(:data:`STUDY_A`: the SAC 2023 MLP study; :data:`STUDY_B`: the arXiv 2408.04460 extension).
+A *rule* (:class:`Rule`) says how the gradients of one training step are obtained (BP, DFA,
+DRTP, HSIC bottleneck, SigpropTL); every rule works over any model made of
+``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` layers, so the training loop only calls
+``rule.step(model, x, y, optimizer)``.
+
+Model interface read by the rules:
+
+* weight layers: the ``Linear`` / ``Conv1d`` / ``Conv2d`` modules, in registration order
+  (:func:`weight_layers`); the first one sees the input, which needs no signal;
+* output layer: the last weight layer, or ``model.get_submodule(model.output_layer_name)``
+  (:func:`output_layer`);
+* local blocks: residual blocks that DRTP and HSIC treat as one local problem, marked
+  ``local_block = True`` or instances of torchvision's ``InvertedResidual``
+  (:func:`local_blocks`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from bnn_shared.errors import CheckpointError, ConfigError, ShapeError
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+from torchvision.models.mobilenetv2 import InvertedResidual
+
+__all__ = [
+    "WEIGHT_TYPES",
+    "LOSSES",
+    "DRTP_TARGETS",
+    "FEEDBACK_INITS",
+    "Regime",
+    "STUDY_A",
+    "STUDY_B",
+    "REGIMES",
+    "get_regime",
+    "Rule",
+    "LocalRule",
+    "weight_layers",
+    "output_layer",
+    "local_blocks",
+    "local_targets",
+    "feature_size",
+    "broadcast_signal",
+    "feedback_matrix",
+    "training_mode",
+]
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+WEIGHT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+# ---------------------------------------------------------------------------- regimes
+
+
+def plus_minus_one(y: Tensor, like: Tensor) -> Tensor:
+    """Study A's output encoding: ``2 * onehot(y) - 1`` in ``like``'s dtype."""
+    return 2 * F.one_hot(y, like.shape[-1]).to(like.dtype) - 1
+
+
+def squared_error_sum(output: Tensor, y: Tensor) -> Tensor:
+    """Study A's objective ``sum_{n,c} (y_hat - t)^2`` with ``t = 2 onehot - 1``.
+
+    Its gradient w.r.t. the output is the per-sample error ``e = 2 (y_hat - t)`` (not averaged),
+    so every weight gradient is summed over the batch, as in the NumPy reference.
+    """
+    return (output - plus_minus_one(y, output)).pow(2).sum()
+
+
+def squared_error_mean(output: Tensor, y: Tensor) -> Tensor:
+    """Study A's logged loss: ``mean (y_hat - t)^2`` over every entry of the batch."""
+    return (output - plus_minus_one(y, output)).pow(2).mean()
+
+
+#: loss name -> (training objective, logged loss), both on the model output and labels.
+LOSSES: dict[str, tuple[LossFn, LossFn]] = {
+    "squared_error": (squared_error_sum, squared_error_mean),
+    "cross_entropy": (F.cross_entropy, F.cross_entropy),
+}
+
+
+def onehot_target(y: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
+    """Raw one-hot ``{0, 1}`` (study A's DRTP target)."""
+    return F.one_hot(y, num_classes).to(dtype)
+
+
+def centred_target(y: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
+    """Centred one-hot ``onehot - 1/C`` (study B's DRTP target and HSIC labels)."""
+    return onehot_target(y, num_classes, dtype) - 1.0 / num_classes
+
+
+#: DRTP target name -> ``fn(y, num_classes, dtype)``.
+DRTP_TARGETS: dict[str, Callable[[Tensor, int, torch.dtype], Tensor]] = {
+    "onehot": onehot_target,
+    "centred": centred_target,
+}
+
+#: Feedback-matrix init name -> in-place initialiser of a ``(C, features)`` tensor. The
+#: Kaiming variants use fan_in (= features) and the linear gain, as the study-B reference.
+FEEDBACK_INITS: dict[str, Callable[[Tensor], Any]] = {
+    "uniform": lambda t: t.uniform_(-1.0, 1.0),
+    "normal": lambda t: t.normal_(),
+    "kaiming_uniform": lambda t: nn.init.kaiming_uniform_(t, nonlinearity="linear"),
+    "kaiming_normal": lambda t: nn.init.kaiming_normal_(t, nonlinearity="linear"),
+}
+
+
+def check_choice(key: str, value: Any, choices: Any, owner: str) -> Any:
+    """Return ``value`` if it is one of ``choices``, else raise a ConfigError naming ``key``."""
+    if value not in choices:
+        raise ConfigError(f"{owner}: unknown {key} {value!r}; choose from {sorted(choices)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Regime:
+    """What a study optimises, and the shape of its fixed random matrices and targets.
+
+    Args:
+        name: short name, used in reprs and logs.
+        loss: key of :data:`LOSSES`: ``"squared_error"`` (study A; the model output is already
+            tanh-ed) or ``"cross_entropy"`` (study B; the output is logits).
+        feedback_init: key of :data:`FEEDBACK_INITS` for DFA/DRTP matrices: ``"uniform"``
+            U(-1, 1) (study A) or ``"normal"`` N(0, 1) (study B's default ``--bw-init``).
+        drtp_target: key of :data:`DRTP_TARGETS`: ``"onehot"`` (study A) or ``"centred"``.
+        optimizer: name of the ``torch.optim`` class the study uses (the trainer builds it).
+    """
+
+    name: str
+    loss: str
+    feedback_init: str
+    drtp_target: str
+    optimizer: str
+
+    def __post_init__(self) -> None:
+        owner = f"regime {self.name!r}"
+        check_choice("loss", self.loss, LOSSES, owner)
+        check_choice("feedback_init", self.feedback_init, FEEDBACK_INITS, owner)
+        check_choice("drtp_target", self.drtp_target, DRTP_TARGETS, owner)
+
+    def training_loss(self, output: Tensor, y: Tensor) -> Tensor:
+        """The objective whose gradient drives learning."""
+        return LOSSES[self.loss][0](output, y)
+
+    def logged_loss(self, output: Tensor, y: Tensor) -> Tensor:
+        """The loss the study logs (study A: a mean, although it trains on a sum)."""
+        return LOSSES[self.loss][1](output, y)
+
+    def target_signal(self, y: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
+        """DRTP's target ``s`` (``(N, C)``), projected to each layer by its matrix."""
+        return DRTP_TARGETS[self.drtp_target](y, num_classes, dtype)
+
+
+#: Study A (SAC 2023, NumPy MLPs): summed squared error on tanh outputs, plain SGD.
+STUDY_A = Regime("study_a", "squared_error", "uniform", "onehot", "SGD")
+#: Study B (arXiv 2408.04460, PyTorch): mean cross-entropy on logits, Adam.
+STUDY_B = Regime("study_b", "cross_entropy", "normal", "centred", "Adam")
+REGIMES: dict[str, Regime] = {"study_a": STUDY_A, "study_b": STUDY_B}
+
+
+def get_regime(regime: Regime | str) -> Regime:
+    """A :class:`Regime`, or the preset named ``"study_a"`` / ``"study_b"`` (any case)."""
+    if isinstance(regime, Regime):
+        return regime
+    return REGIMES[check_choice("regime", str(regime).lower(), REGIMES, "training rule")]
+
+
+# ---------------------------------------------------------------------------- model interface
+
+
+def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The ``Linear`` / ``Conv1d`` / ``Conv2d`` modules by name, in registration order."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, WEIGHT_TYPES)}
+
+
+def output_layer(model: nn.Module) -> nn.Module:
+    """The layer trained by the true loss gradient: ``model.output_layer_name`` if set,
+    else the last weight layer."""
+    name = getattr(model, "output_layer_name", None)
+    if name is not None:
+        try:
+            return model.get_submodule(name)
+        except AttributeError as err:
+            raise ConfigError(f"output_layer_name {name!r} is not a module of the model") from err
+    layers = list(weight_layers(model).values())
+    if not layers:
+        raise ShapeError("the model has no Linear/Conv1d/Conv2d layer to train")
+    return layers[-1]
+
+
+def is_local_block(module: nn.Module) -> bool:
+    """Whether DRTP/HSIC treat ``module`` (a residual block) as one local problem."""
+    return getattr(module, "local_block", False) is True or isinstance(module, InvertedResidual)
+
+
+def local_blocks(model: nn.Module) -> dict[str, nn.Module]:
+    """The residual blocks that are local problems, by name, in registration order."""
+    return {name: m for name, m in model.named_modules() if is_local_block(m)}
+
+
+def local_targets(model: nn.Module) -> dict[str, nn.Module]:
+    """Where layer-local rules cut the graph: every weight layer but the first (the output
+    layer included) and every local block, by name, in registration order."""
+    first = next(iter(weight_layers(model)), None)
+    return {
+        name: m
+        for name, m in model.named_modules()
+        if (isinstance(m, WEIGHT_TYPES) and name != first) or is_local_block(m)
+    }
+
+
+def feature_size(h: Tensor) -> int:
+    """Width of the feature axis a feedback matrix maps to: dim 1 of a 4-D (conv) tensor,
+    the last dim of a 2-D or 3-D (token) tensor, Conv1d inputs included (as the reference)."""
+    if h.dim() not in (2, 3, 4):
+        raise ShapeError(f"feedback signals need 2-D, 3-D or 4-D tensors, got {tuple(h.shape)}")
+    return h.shape[1] if h.dim() == 4 else h.shape[-1]
+
+
+def broadcast_signal(signal: Tensor, like: Tensor) -> Tensor:
+    """Spread a per-sample signal ``(N, F)`` to ``like``'s shape: repeated over H x W for a
+    4-D tensor, over the tokens (dim 1) for a 3-D tensor."""
+    if like.dim() == 4:
+        return signal[:, :, None, None].expand_as(like)
+    if like.dim() == 3:
+        return signal[:, None, :].expand_as(like)
+    return signal
+
+
+def feedback_matrix(rows: int, cols: int, init: str, like: Tensor) -> Tensor:
+    """A fixed random ``(rows, cols)`` matrix drawn by ``FEEDBACK_INITS[init]``.
+
+    Drawn on the CPU from torch's global generator (so a seeded run draws the same matrices
+    on every device), in ``like``'s dtype, then moved to ``like``'s device.
+    """
+    matrix = torch.empty(rows, cols, dtype=like.dtype)
+    FEEDBACK_INITS[init](matrix)
+    return matrix.to(like.device)
+
+
+@contextlib.contextmanager
+def training_mode(model: nn.Module, training: bool) -> Iterator[None]:
+    """Put every module in train (or eval) mode, then restore each module's own mode."""
+    modes = {m: m.training for m in model.modules()}
+    model.train(training)
+    try:
+        yield
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
+
+
+def output_error(loss: Tensor, output: Tensor) -> Tensor:
+    """``e = dLoss/d output``, the error every feedback rule projects."""
+    (error,) = torch.autograd.grad(loss, output)
+    return error
+
+
+# ---------------------------------------------------------------------------- rule
+
+
+class Rule:
+    """A training rule: how one step's gradients are obtained, over one model interface.
+
+    Subclasses set ``name``, register their hooks in :meth:`_register` and compute the
+    gradients of a batch in :meth:`_compute_gradients`; :meth:`step` wraps them with
+    ``zero_grad`` / ``step`` of the optimizer. Fixed random matrices live in
+    :attr:`matrices` (created lazily at the first batch, when the layer shapes are known) and
+    travel with :meth:`state_dict`, so that a resumed run uses the same matrices.
+
+    Args:
+        regime: a :class:`Regime` or the name of a preset (``"study_a"``, ``"study_b"``).
+        num_classes: number of classes C (rows of every feedback matrix).
+    """
+
+    name: ClassVar[str] = "rule"
+
+    def __init__(self, regime: Regime | str, num_classes: int) -> None:
+        self.regime = get_regime(regime)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ConfigError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        self.num_classes = num_classes
+        self.matrices: dict[str, Tensor] = {}
+        self._model: nn.Module | None = None
+        self._handles: list[RemovableHandle] = []
+        self._active = False  # hooks act only inside step(), never in evaluation passes
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The keyword options this rule accepts besides ``regime`` and ``num_classes``."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+    # -- lifecycle
+
+    def prepare(self, model: nn.Module) -> None:
+        """Find the modules this rule acts on and register its hooks (once per model;
+        :meth:`step` calls it for a model it has not seen)."""
+        self.remove_hooks()
+        self._model = model
+        self._register(model)
+
+    def remove_hooks(self) -> None:
+        """Remove every hook this rule put on its model."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._model = None
+
+    def step(self, model: nn.Module, x: Tensor, y: Tensor, optimizer: Any) -> dict[str, float]:
+        """One training step on the batch ``(x, y)``: zero_grad, this rule's gradients, step.
+
+        Returns ``loss`` (the regime's logged loss) and ``correct`` (argmax hits) of the batch.
+        """
+        if self._model is not model:
+            self.prepare(model)
+        optimizer.zero_grad()
+        self._active = True
+        try:
+            output = self._compute_gradients(model, x, y)
+        finally:
+            self._active = False
+        optimizer.step()
+        return self.batch_metrics(output.detach(), y)
+
+    def batch_metrics(self, output: Tensor, y: Tensor) -> dict[str, float]:
+        """Logged loss and number of correct argmax predictions of a batch."""
+        correct = (output.argmax(dim=-1) == y).sum()
+        return {"loss": float(self.regime.logged_loss(output, y)), "correct": float(correct)}
+
+    # -- subclass API
+
+    def _register(self, model: nn.Module) -> None:
+        """Register the rule's hooks on ``model`` (appending handles to ``self._handles``)."""
+
+    def _compute_gradients(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        """Fill the parameters' ``.grad`` for the batch; return the model output."""
+        raise NotImplementedError
+
+    # -- fixed random matrices
+
+    def _matrix(self, key: str, cols: int, like: Tensor, init: str) -> Tensor:
+        """The fixed ``(C, cols)`` matrix ``key``, drawn at first use, on ``like``'s device."""
+        matrix = self.matrices.get(key)
+        if matrix is None:
+            matrix = feedback_matrix(self.num_classes, cols, init, like)
+        elif matrix.shape != (self.num_classes, cols):
+            raise ShapeError(
+                f"{self.name}: matrix {key!r} has shape {tuple(matrix.shape)} but the model "
+                f"needs {(self.num_classes, cols)}; was the state saved for another model?"
+            )
+        matrix = matrix.to(device=like.device, dtype=like.dtype)
+        self.matrices[key] = matrix
+        return matrix
+
+    def state_dict(self) -> dict[str, Any]:
+        """The rule's name and its fixed random matrices (to save with a checkpoint)."""
+        return {"rule": self.name, "matrices": {k: v.clone() for k, v in self.matrices.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the matrices saved by :meth:`state_dict` of the same rule."""
+        if state.get("rule") != self.name:
+            raise CheckpointError(
+                f"the training-rule state belongs to {state.get('rule')!r}, not {self.name!r}"
+            )
+        self.matrices = {k: v.clone() for k, v in state["matrices"].items()}
+
+    # -- repr
+
+    def extra_repr(self) -> str:
+        """Regime and options, as shown by ``repr``."""
+        return f"regime={self.regime.name}, num_classes={self.num_classes}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+class LocalRule(Rule):
+    """Layer-local rules (DRTP, HSIC): each segment is trained during the forward pass.
+
+    A forward pre-hook on every module of :func:`local_targets` receives the segment output
+    ``h`` (the module's input); when ``h`` requires grad, :meth:`_train_segment` backpropagates
+    a local signal from ``h`` into the segment, and the module gets ``h.detach()``. A local
+    block's own first layer thus sees a detached input and stays inert, and the skip paths
+    between blocks carry no gradient. After the forward pass the regime's loss is
+    backpropagated, which reaches only the output layer (its input is detached).
+    """
+
+    def __init__(self, regime: Regime | str, num_classes: int) -> None:
+        super().__init__(regime, num_classes)
+        self._labels: Tensor | None = None
+
+    def _register(self, model: nn.Module) -> None:
+        for name, module in local_targets(model).items():
+            self._handles.append(module.register_forward_pre_hook(partial(self._cut, name)))
+
+    def _cut(self, name: str, module: nn.Module, args: tuple) -> tuple | None:
+        h = args[0]
+        if not (self._active and h.requires_grad):
+            return None
+        self._train_segment(name, h, self._labels)
+        return (h.detach(), *args[1:])
+
+    def _train_segment(self, name: str, h: Tensor, y: Tensor) -> None:
+        """Backpropagate the local signal of the segment ending at ``h``."""
+        raise NotImplementedError
+
+    def _compute_gradients(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        self._labels = y
+        try:
+            output = model(x)
+        finally:
+            self._labels = None
+        self.regime.training_loss(output, y).backward()
+        return output

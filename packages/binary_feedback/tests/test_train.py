@@ -1,0 +1,130 @@
+"""The command line: both studies' flags, the regime they select, runs, --resume, errors."""
+
+from __future__ import annotations
+
+import csv
+import shlex
+from pathlib import Path
+
+import pytest
+from binary_feedback.train import build_parser, main, resolve
+from bnn_shared.cli import run_cli
+
+ROOT = Path(__file__).resolve().parents[3]
+A_DIGITS = (
+    "--dataset digits --bn --binarize --hidden-act signsat --hidden 32,16 --init 1e-3 "
+    "--lr 1e-4 -b 32 --seed 0 --device cpu --quiet"
+)
+B_DIGITS = "--dataset digits --model SmallCNN --binary-act --binary-weights --lr 1e-3 --bs 64 "
+B_DIGITS += "--test-set --seed 0 --device cpu --quiet"
+
+
+def test_help_shows_both_flag_families(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    for flag in (
+        "--hidden-act",
+        "--weight-ste",
+        "--weight-clipping",
+        "-b",
+        "--run-name",
+        "--binary-act",
+        "--remove-skips",
+        "--hsic-mode",
+        "--bw-init",
+        "--no-wandb",
+    ):
+        assert flag in text  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv, study",
+    [
+        ("--method drtp", "A"),
+        ("--method DFA --bn --binarize --hidden-act signsat", "A"),
+        ("--method dfa --model MobileNetV2", "B"),
+        ("--method bp --binary-act", "B"),
+        ("--method bp --study B", "B"),
+    ],
+)
+def test_the_flags_used_select_the_study(argv, study):
+    args = resolve(shlex.split(argv))
+    assert args.study == study
+    assert args.epochs == (100 if study == "A" else 80)
+    assert args.lr == (1e-4 if study == "A" else 1e-3)
+
+
+def test_study_a_defaults_are_the_paper_setting():
+    args = resolve(["--method", "drtp"])
+    assert args.hidden == [700, 500, 300, 200] and args.batch_size == 128
+    assert args.dataset == "mnist" and args.weight_clipping == 1.0
+
+
+def test_default_command_without_files_gives_the_core_message(tmp_path, capsys):
+    argv = ["--method", "drtp", "--data-dir", str(tmp_path), "--out-dir", str(tmp_path)]
+    assert run_cli(main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--download" in err and "digits" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ("--method foo", "unknown training method 'foo'"),
+        ("--dataset svhn", "unknown dataset 'svhn'"),
+        ("--method dfa --model ResNet", "unknown model 'ResNet'"),
+        ("--method bp --opt Nope --model SmallCNN", "--opt 'Nope'"),
+        ("--method bp --hidden 7a0", "--hidden '7a0'"),
+    ],
+)
+def test_bad_input_is_one_clear_error(tmp_path, capsys, argv, message):
+    full = f"{argv} --dataset digits --epochs 1 --out-dir {tmp_path}"
+    if "--dataset svhn" in argv:
+        full = f"{argv} --out-dir {tmp_path}"
+    assert run_cli(main, shlex.split(full)) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("command", [f"{A_DIGITS} --method DFA", f"{B_DIGITS} --method drtp"])
+def test_resume_continues_to_the_same_result(tmp_path, command):
+    straight, resumed = tmp_path / "a", tmp_path / "b"
+    assert main(shlex.split(f"{command} --epochs 2 --out-dir {straight}")) == 0
+    assert main(shlex.split(f"{command} --epochs 1 --out-dir {resumed}")) == 0
+    assert main(shlex.split(f"{command} --epochs 2 --out-dir {resumed} --resume")) == 0
+    a, b = _rows(straight), _rows(resumed)
+    assert len(a) == len(b) == 2
+    for row_a, row_b in zip(a, b, strict=True):
+        row_a.pop("time epoch"), row_b.pop("time epoch")
+        assert row_a == row_b
+    assert {"train/accuracy", "test/f1", "test/precision", "train/loss"} <= set(a[0])
+
+
+def test_study_a_fully_binary_mlp_learns_digits(tmp_path):
+    assert main(shlex.split(f"{A_DIGITS} --method DFA --epochs 3 --out-dir {tmp_path}")) == 0
+    assert float(_rows(tmp_path)[-1]["best test/accuracy"]) > 0.6
+
+
+@pytest.mark.parametrize("method", ["bp", "dfa", "drtp", "hsic", "pepita", "sigprop"])
+def test_every_method_runs_a_study_b_epoch(tmp_path, method):
+    argv = shlex.split(f"{B_DIGITS} --method {method} --epochs 1 --out-dir {tmp_path}")
+    assert main(argv) == 0
+    assert len(_rows(tmp_path)) == 1
+
+
+def test_configs_load(tmp_path):
+    configs = sorted((ROOT / "configs" / "binary_feedback").glob("*.yaml"))
+    assert len(configs) >= 20
+    for path in configs:
+        args = resolve(["--config", str(path)])
+        assert args.study in {"A", "B"} and args.lr > 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: 0.1\nlearning_rate: 3\n")
+    with pytest.raises(Exception, match="unknown key 'learning_rate'"):
+        resolve(["--config", str(bad)])
