@@ -128,3 +128,13 @@ def test_configs_load(tmp_path):
     bad.write_text("lr: 0.1\nlearning_rate: 3\n")
     with pytest.raises(Exception, match="unknown key 'learning_rate'"):
         resolve(["--config", str(bad)])
+
+
+def test_monitor_logs_saturation_and_normalised_hsic_per_layer(tmp_path):
+    argv = shlex.split(f"{A_DIGITS} --method DFA --epochs 1 --monitor --out-dir {tmp_path}")
+    assert main(argv) == 0
+    row = _rows(tmp_path)[0]
+    for j in range(3):  # two hidden sign layers and the tanh output
+        assert 0.0 <= float(row[f"layer_{j} saturation"]) <= 1.0
+        for key in (f"layer_{j} nHSIC XZ", f"layer_{j} nHSIC ZY"):
+            assert -1e-6 <= float(row[key]) <= 1.0 + 1e-6

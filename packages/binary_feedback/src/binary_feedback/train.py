@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--weight-ste", default="identity", choices=["identity", "sat", "tanh"])
     a.add_argument("--weight-clipping", type=float, default=1.0, help="clip |W| to this")
     a.add_argument("-v", "--verbose", action="store_true", help="print every epoch's metrics")
+    a.add_argument(
+        "--monitor",
+        action="store_true",
+        help="log saturation and normalised HSIC per layer at each epoch end (2,000 samples)",
+    )
     a.add_argument("--run-name", help="run name (default: '<METHOD> <binarised|continuous> <act>')")
     b = parser.add_argument_group("study B (extension, arXiv 2408.04460)")
     b.add_argument("--model", help="MLP, MobileNetV2, vgg16, vgg19, MLPMixer, SmallCNN")
@@ -321,6 +326,46 @@ def evaluate(
     }
 
 
+MONITOR_SAMPLES = 2000
+
+
+@torch.no_grad()
+def monitor(model: nn.Module, x, y, device, prepare=lambda t: t) -> dict[str, float]:
+    """Study A's monitoring, in eval mode (the reference ran batch norm in train mode here,
+    updating its running statistics; not reproduced): for each activation layer j,
+    ``layer_{j} saturation`` (share of its inputs with |a| > 2 for tanh, > 1 otherwise)
+    and the normalised HSIC ``layer_{j} nHSIC XZ`` / ``nHSIC ZY`` (cosine kernels; the
+    targets as +-1 vectors), the output included as the last layer."""
+    import torch.nn.functional as F
+
+    from .commons.activations import Activation, Tanh
+    from .training.hsic import cosine_kernel, normalized_hsic
+
+    captured: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out: captured.append((mod, inp[0], out)))
+        for m in model.modules()
+        if isinstance(m, Activation)
+    ]
+    model.eval()
+    try:
+        xb = prepare(x.to(device))
+        output = model(xb)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    k_x = cosine_kernel(xb.double())
+    k_y = cosine_kernel(2 * F.one_hot(y.to(device), output.shape[-1]).double() - 1)
+    row = {}
+    for j, (module, pre, out) in enumerate(captured):
+        bound = 2.0 if isinstance(module, Tanh) else 1.0
+        row[f"layer_{j} saturation"] = float((pre.abs() > bound).float().mean())
+        k_z = cosine_kernel(out.double())
+        row[f"layer_{j} nHSIC XZ"] = float(normalized_hsic(k_x, k_z))
+        row[f"layer_{j} nHSIC ZY"] = float(normalized_hsic(k_z, k_y))
+    return row
+
+
 def _clip(model: nn.Module, args: argparse.Namespace) -> None:
     if args.study == "A":
         clip_weights_(model, args.weight_clipping)
@@ -396,6 +441,9 @@ def train(
             row = {f"train/{k}": v for k, v in train_stats.items()}
             row.update({f"{split}/{k}": v for k, v in test_stats.items()})
             row["time epoch"] = seconds
+            if args.monitor:
+                row.update(monitor(model, x_train[:MONITOR_SAMPLES], y_train[:MONITOR_SAMPLES],
+                                   device, prepare))  # fmt: skip
             best = max(best, test_stats["accuracy"])
             row[f"best {split}/accuracy"] = best
             run.log(epoch, **row)
