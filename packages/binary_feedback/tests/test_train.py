@@ -138,3 +138,17 @@ def test_monitor_logs_saturation_and_normalised_hsic_per_layer(tmp_path):
         assert 0.0 <= float(row[f"layer_{j} saturation"]) <= 1.0
         for key in (f"layer_{j} nHSIC XZ", f"layer_{j} nHSIC ZY"):
             assert -1e-6 <= float(row[key]) <= 1.0 + 1e-6
+
+
+def test_study_b_augmentation_keeps_shapes_and_follows_the_generator():
+    import torch
+    from binary_feedback.train import _augment
+
+    x = torch.randn(4, 3, 32, 32)
+    a = _augment(x, torch.Generator().manual_seed(0), augment=True)
+    b = _augment(x, torch.Generator().manual_seed(0), augment=True)
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert not torch.equal(a, x)
+    flipped = _augment(x, torch.Generator().manual_seed(0), augment=False)
+    for original, out in zip(x, flipped, strict=True):  # only flips without --augment
+        assert torch.equal(out, original) or torch.equal(out, original.flip(-1))

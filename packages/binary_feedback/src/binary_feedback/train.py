@@ -421,8 +421,8 @@ def train(
             loss_sum = 0.0
             for idx in run.progress(order.split(batch), desc=f"epoch {epoch}/{args.epochs}"):
                 xb, yb = prepare(x_train[idx].to(device)), y_train[idx].to(device)
-                if args.study == "B" and args.augment:
-                    xb = _augment(xb, generator)
+                if args.study == "B":
+                    xb = _augment(xb, generator, args.augment)
                 stats = rule.step(model, xb, yb, optimizer)
                 _clip(model, args)
                 seen += len(idx)
@@ -503,11 +503,47 @@ def _early_stop(losses: list[float], delta: float) -> bool:
     return len(losses) >= 5 and losses[-5] - losses[-1] <= delta
 
 
-def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random horizontal flip per sample (the part of study B's pipeline applied on
-    tensors; see the README for the rest)."""
+def _flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """RandomHorizontalFlip(0.5), per sample."""
     flip = torch.rand(len(x), generator=generator) < 0.5
     return torch.where(flip.view(-1, 1, 1, 1).to(x.device), x.flip(-1), x)
+
+
+def _augment(x: torch.Tensor, generator: torch.Generator, augment: bool) -> torch.Tensor:
+    """Study B's training pipeline on a batch of normalised images already at the model's
+    size. Without ``--augment`` the reference still flips; with it: flip, RandomRotation(20),
+    RandomResizedCrop(scale 0.5-1, ratio 3/4-4/3), flip again, RandomErasing(p=0.9) (the
+    rotation fills with 0, the mean pixel after normalisation; the reference filled black
+    before normalising)."""
+    import math
+
+    import torchvision.transforms.v2.functional as TF
+
+    x = _flip(x, generator)
+    if not augment:
+        return x
+    size = list(x.shape[-2:])
+    area = size[0] * size[1]
+    out = []
+    for image in x:
+        u = torch.rand(8, generator=generator).tolist()
+        image = TF.rotate(image, angle=40 * u[0] - 20)
+        scale = area * (0.5 + 0.5 * u[1])
+        ratio = math.exp(math.log(3 / 4) + u[2] * math.log(16 / 9))
+        h = min(size[0], max(1, round(math.sqrt(scale / ratio))))
+        w = min(size[1], max(1, round(math.sqrt(scale * ratio))))
+        top, left = int(u[3] * (size[0] - h + 1)), int(u[4] * (size[1] - w + 1))
+        image = TF.resized_crop(image, top, left, h, w, size, antialias=True)
+        if u[5] < 0.9:  # RandomErasing(p=0.9, scale 0.02-0.33, ratio 0.3-3.3, value 0)
+            e_area = area * (0.02 + 0.31 * u[6])
+            e_ratio = math.exp(math.log(0.3) + u[7] * math.log(11))
+            eh = min(size[0], max(1, round(math.sqrt(e_area * e_ratio))))
+            ew = min(size[1], max(1, round(math.sqrt(e_area / e_ratio))))
+            i = torch.randint(0, size[0] - eh + 1, (1,), generator=generator).item()
+            j = torch.randint(0, size[1] - ew + 1, (1,), generator=generator).item()
+            image = TF.erase(image, i, j, eh, ew, torch.zeros(()))
+        out.append(image)
+    return _flip(torch.stack(out), generator)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
