@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 import torch
@@ -42,8 +42,9 @@ class DemoResult:
     seconds: float
 
 
-def discover() -> dict[str, Callable[..., DemoResult | list[DemoResult]]]:
-    """Demos registered by installed distributions, by entry-point name."""
+def discover() -> dict[str, EntryPoint]:
+    """Demos registered by installed distributions, by entry-point name (``.load()`` gives
+    the demo function)."""
     found = {}
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         found[ep.name] = ep
