@@ -111,6 +111,18 @@ def test_study_a_fully_binary_mlp_learns_digits(tmp_path):
     assert float(_rows(tmp_path)[-1]["best test/accuracy"]) > 0.6
 
 
+def test_confusion_matrix_of_the_best_epoch_matches_its_accuracy(tmp_path):
+    assert main(shlex.split(f"{A_DIGITS} --method DFA --epochs 2 --out-dir {tmp_path}")) == 0
+    lines = (tmp_path / "confusion.csv").read_text().splitlines()
+    best = max(_rows(tmp_path), key=lambda row: float(row["test/accuracy"]))
+    assert lines[0] == f"# epoch {best['epoch']}; rows: true class, columns: predicted class"
+    matrix = [[int(v) for v in line.split(",")[1:]] for line in lines[2:]]
+    assert len(matrix) == 10 and all(len(row) == 10 for row in matrix)
+    total = sum(map(sum, matrix))
+    hits = sum(matrix[c][c] for c in range(10))
+    assert hits / total == pytest.approx(float(best["test/accuracy"]))
+
+
 @pytest.mark.parametrize("method", ["bp", "dfa", "drtp", "hsic", "pepita", "sigprop"])
 def test_every_method_runs_a_study_b_epoch(tmp_path, method):
     argv = shlex.split(f"{B_DIGITS} --method {method} --epochs 1 --out-dir {tmp_path}")
@@ -152,3 +164,17 @@ def test_study_b_augmentation_keeps_shapes_and_follows_the_generator():
     flipped = _augment(x, torch.Generator().manual_seed(0), augment=False)
     for original, out in zip(x, flipped, strict=True):  # only flips without --augment
         assert torch.equal(out, original) or torch.equal(out, original.flip(-1))
+
+
+@pytest.mark.slow
+def test_wandb_run_logs_the_reference_metric_names_offline(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    argv = f"{A_DIGITS} --method DRTP --epochs 1 --wandb --out-dir {tmp_path}"
+    assert main(shlex.split(argv)) == 0
+    history = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert history, "no offline wandb run was written"
+    data = history[0].read_bytes()
+    for name in (b"batch/loss", b"train/accuracy", b"test/f1", b"test/confusion"):
+        assert name in data

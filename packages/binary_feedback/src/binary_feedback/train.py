@@ -37,7 +37,7 @@ from bnn_shared.cli import add_common_arguments, run_cli
 from bnn_shared.config import load_yaml
 from bnn_shared.data import load_dataset
 from bnn_shared.errors import ConfigError
-from bnn_shared.tracking import Run
+from bnn_shared.tracking import Run, atomic_write_text
 from bnn_shared.utils import parse_device, seed_everything
 from torch import nn
 
@@ -272,7 +272,9 @@ def build(args: argparse.Namespace, in_shape: tuple[int, ...], num_classes: int)
         rule_options = _study_b_rule_options(args)
     rule = get_rule(args.method, regime=regime, num_classes=num_classes, **rule_options)
     if args.study == "A":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(
+            model.parameters(), lr=args.lr, foreach=True
+        )
     else:
         cls = getattr(torch.optim, args.opt, None)
         if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
@@ -303,9 +305,17 @@ def _study_b_rule_options(args: argparse.Namespace) -> dict[str, Any]:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, rule, x, y, device, prepare=lambda t: t, batch: int = 500
+    model: nn.Module,
+    rule,
+    x,
+    y,
+    device,
+    prepare=lambda t: t,
+    batch: int = 500,
+    predictions: list | None = None,
 ) -> dict[str, float]:
-    """Loss (the study's logged loss), accuracy, macro F1 and macro precision, eval mode."""
+    """Loss (the study's logged loss), accuracy, macro F1 and macro precision, eval mode;
+    the predicted classes are appended to ``predictions`` when a list is given."""
     from sklearn.metrics import f1_score, precision_score
 
     model.eval()
@@ -318,12 +328,29 @@ def evaluate(
         preds.append(out.argmax(-1).cpu())
     pred = torch.cat(preds).numpy()
     true = y.numpy()
-    return {
+    stats = {
         "loss": sum(losses) / len(y),
         "accuracy": float((pred == true).mean()),
         "f1": float(f1_score(true, pred, average="macro", zero_division=0)),
         "precision": float(precision_score(true, pred, average="macro", zero_division=0)),
     }
+    if predictions is not None:
+        predictions.append(pred)
+    return stats
+
+
+CONFUSION_FILE = "confusion.csv"
+
+
+def write_confusion(path: Path, true, pred, num_classes: int, epoch: int) -> None:
+    """Atomically write the confusion matrix (rows: true class, columns: predicted class)."""
+    from sklearn.metrics import confusion_matrix
+
+    matrix = confusion_matrix(true, pred, labels=list(range(num_classes)))
+    lines = [f"# epoch {epoch}; rows: true class, columns: predicted class"]
+    lines.append(",".join(["true\\pred", *map(str, range(num_classes))]))
+    lines += [",".join([str(c), *map(str, row)]) for c, row in enumerate(matrix.tolist())]
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 MONITOR_SAMPLES = 2000
@@ -436,8 +463,18 @@ def train(
                 train_stats = evaluate(model, rule, x_train, y_train, device, prepare)
             else:
                 train_stats = {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1)}
-            test_stats = evaluate(model, rule, x_test, y_test, device, prepare)
+            predicted: list = []
+            test_stats = evaluate(model, rule, x_test, y_test, device, prepare,
+                                  predictions=predicted)  # fmt: skip
             split = "test" if (args.study == "A" or args.test_set) else "validation"
+            if test_stats["accuracy"] > best or epoch == 1:  # the best epoch's errors
+                write_confusion(run.out_dir / CONFUSION_FILE, y_test.numpy(), predicted[0],
+                                num_classes, epoch)  # fmt: skip
+            if wandb and run.wandb_run is not None:
+                import wandb as wandb_module
+
+                run.wandb_run.log({f"{split}/confusion": wandb_module.plot.confusion_matrix(
+                    y_true=y_test.tolist(), preds=predicted[0].tolist())})  # fmt: skip
             row = {f"train/{k}": v for k, v in train_stats.items()}
             row.update({f"{split}/{k}": v for k, v in test_stats.items()})
             row["time epoch"] = seconds

@@ -55,7 +55,10 @@ PseudoGrad = Callable[[Tensor, Tensor], Tensor]
 
 def hard_sign(x: Tensor) -> Tensor:
     """``+1 where x > 0 else -1`` in ``x``'s dtype (sign(0) = -1); not differentiable."""
-    return (x > 0).to(x.dtype) * 2 - 1
+    # sign(x) is in {-1, 0, 1}; shifting by -1/2 sends 0 to -1 and keeps the other signs.
+    # Two passes, the second in place: several times faster on the CPU than a comparison
+    # and a select (this runs on every binary weight at every step).
+    return torch.sign(x).sub_(0.5).sign_()
 
 
 class _SignFunction(torch.autograd.Function):
@@ -78,11 +81,12 @@ def _identity_grad(x: Tensor, g: Tensor) -> Tensor:
 
 
 def _strict_window_grad(x: Tensor, g: Tensor) -> Tensor:
-    return g * (x.abs() < 1).to(g.dtype)
+    # hardtanh's backward is exactly g * 1(-1 < x < 1), in one fused pass
+    return torch.ops.aten.hardtanh_backward(g, x, -1.0, 1.0)
 
 
 def _inclusive_window_grad(x: Tensor, g: Tensor) -> Tensor:
-    return g * (x.abs() <= 1).to(g.dtype)
+    return g.masked_fill(x.abs() > 1, 0.0)
 
 
 def _tanh_grad(x: Tensor, g: Tensor) -> Tensor:

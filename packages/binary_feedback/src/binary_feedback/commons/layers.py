@@ -15,6 +15,7 @@ References: Crulis, Serres, de Runz, Venturini, ACM SAC 2023 (study A) and arXiv
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from bnn_shared.errors import ConfigError
 from bnn_shared.layers import QuantLinear
 from bnn_shared.quantizers import Quantizer
@@ -143,12 +144,19 @@ class StudyABatchNorm1d(nn.Module):
         self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
 
     def forward(self, x: Tensor) -> Tensor:
+        # F.batch_norm normalises with the batch mean and biased variance in training mode
+        # (one fused kernel forward and backward); the study's running statistics, which
+        # differ from PyTorch's (first batch seeds them, biased variance), are kept here.
         if self.training:
-            mean, var = x.mean(0), x.var(0, unbiased=False)
-            self._update_running_stats(mean.detach(), var.detach())
-        else:
-            mean, var = self.running_mean, self.running_var
-        return self.weight * (x - mean) / torch.sqrt(var + self.eps) + self.bias
+            out, mean, invstd = torch.native_batch_norm(
+                x, self.weight, self.bias, None, None, True, 0.0, self.eps
+            )
+            with torch.no_grad():  # the batch statistics the kernel computed anyway
+                self._update_running_stats(mean, invstd.pow(-2).sub_(self.eps))
+            return out
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+        )
 
     @torch.no_grad()
     def _update_running_stats(self, mean: Tensor, var: Tensor) -> None:
@@ -202,8 +210,9 @@ def clip_weights_(
     if clip_value <= 0:
         raise ConfigError(f"weight clipping must be positive, got {clip_value!r}")
     selected = is_binarized if only_binary else (lambda m: isinstance(m, nn.Linear))
-    with torch.no_grad():
-        for module in model.modules():
-            if selected(module):
-                latent_weight(module).clamp_(-clip_value, clip_value)
+    weights = [latent_weight(module) for module in model.modules() if selected(module)]
+    if weights:
+        with torch.no_grad():
+            torch._foreach_clamp_min_(weights, -clip_value)
+            torch._foreach_clamp_max_(weights, clip_value)
     return model
