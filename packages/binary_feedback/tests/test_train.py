@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from binary_feedback.train import build_parser, main, resolve
+from binary_feedback.train import build, build_parser, main, resolve
 from bnn_shared.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -178,3 +178,11 @@ def test_wandb_run_logs_the_reference_metric_names_offline(tmp_path, monkeypatch
     data = history[0].read_bytes()
     for name in (b"batch/loss", b"train/accuracy", b"test/f1", b"test/confusion"):
         assert name in data
+
+
+@pytest.mark.parametrize("mode", ["reference", "fixed"])
+def test_pepita_gain_mode_reaches_the_rule(mode):
+    args = resolve(shlex.split(f"--method pepita --model SmallCNN --pepita-gain 3 "
+                               f"--pepita-gain-mode {mode}"))  # fmt: skip
+    _, rule, _ = build(args, (1, 8, 8), 10)
+    assert (rule.gain, rule.gain_mode) == (3.0, mode)

@@ -65,6 +65,7 @@ STUDY_B_FLAGS = [
     "--early-stopping-delta",
     "--train-fraction",
     "--pepita-gain",
+    "--pepita-gain-mode",
     "--image-size",
 ]
 
@@ -135,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--hsic-mode", default="biased", choices=["biased", "plausible"])
     b.add_argument("--bw-init", default="normal", help="normal, kaiming_uniform, kaiming_normal")
     b.add_argument("--pepita-gain", type=float, default=1.0, help="SigpropTL gain (see README)")
+    b.add_argument(
+        "--pepita-gain-mode",
+        default="reference",
+        choices=["reference", "fixed"],
+        help="reference: the gain has no effect (published runs); fixed: F is scaled by it",
+    )
     b.add_argument(
         "--image-size",
         type=int,
@@ -296,6 +303,7 @@ def _study_b_rule_options(args: argparse.Namespace) -> dict[str, Any]:
         "gamma": args.hsic_gamma,
         "mode": args.hsic_mode,
         "gain": args.pepita_gain,
+        "gain_mode": args.pepita_gain_mode,
     }
     return {k: v for k, v in candidates.items() if k in names}
 
