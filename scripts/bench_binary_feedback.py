@@ -2,10 +2,10 @@
 
 The setting of the study's speed comparison: MLP 784-700-500-300-200-10 with batch norm,
 binary weights, tanh, batch 128, SGD, 468 steps (60,000 samples, last partial batch
-dropped), on the CPU. Inputs are synthetic MNIST-shaped tensors in [-1, 1] (the cost does
-not depend on the pixels). The reference NumPy implementation takes about 21 s per epoch
-for DFA and for BP on a 2-core CPU of this kind. Writes
-``experiments_results/binary_feedback/bench.csv``::
+dropped), on the CPU, with the training CLI's allocator setting (``keep_freed_memory``).
+Inputs are synthetic MNIST-shaped tensors in [-1, 1] (the cost does not depend on the
+pixels). The reference NumPy implementation takes about 21 s per epoch for DFA and for BP
+on a 2-core CPU of this kind. Writes ``experiments_results/binary_feedback/bench.csv``::
 
     python scripts/bench_binary_feedback.py [--methods GD DFA DRTP]
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from binary_feedback.commons.layers import clip_weights_
 from binary_feedback.train import build, resolve
+from bnn_shared.utils import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "experiments_results" / "binary_feedback" / "bench.csv"
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["GD", "DFA", "DRTP"])
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()
+    keep_freed_memory()  # as the training CLI does (bnn_shared.cli.run_cli)
     rows = []
     for method in args.methods:
         seconds = epoch_seconds(method)

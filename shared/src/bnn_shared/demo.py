@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path

@@ -1,16 +1,19 @@
-"""Small helpers shared by every package: seeding and device parsing."""
+"""Small helpers shared by every package: seeding, device parsing, the CPU allocator."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import random
+import sys
 
 import numpy as np
 import torch
 
 from .errors import BnnError
 
-__all__ = ["seed_everything", "parse_device"]
+__all__ = ["seed_everything", "parse_device", "keep_freed_memory"]
 
 
 def seed_everything(seed: int, *, deterministic: bool = False) -> int:
@@ -73,3 +76,39 @@ def parse_device(spec: str | int | torch.device | None = "auto") -> torch.device
     elif device.type not in {"cpu", "mps"}:
         raise BnnError(f"unsupported device {spec!r}: use auto, cpu, cuda or cuda:N")
     return device
+
+
+#: glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: the largest mmap threshold glibc accepts on 64-bit systems
+_MMAP_THRESHOLD_MAX = 32 * 2**20
+
+
+def keep_freed_memory(trim_threshold: int = 2**30) -> bool:
+    """Let glibc keep freed memory for reuse instead of returning it to the system.
+
+    A training step allocates and frees the same few-megabyte tensors thousands of times.
+    glibc's default malloc returns them to the system (heap trimming, and ``mmap`` for
+    blocks above a threshold that moves with the process's history), so each step pays
+    fresh page faults: measured on study A's MLP, 2.1 million minor faults and an epoch up
+    to 4x slower, depending on what ran before in the process. This fixes the thresholds:
+    blocks up to 32 MiB come from the heap, and up to ``trim_threshold`` bytes of free heap
+    are kept (the environment variables ``MALLOC_MMAP_THRESHOLD_`` and
+    ``MALLOC_TRIM_THRESHOLD_`` do the same when set before the process starts).
+
+    A no-op returning False off Linux/glibc, or when ``BNN_KEEP_FREED_MEMORY=0``.
+
+    Returns:
+        Whether the thresholds were set.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("BNN_KEEP_FREED_MEMORY") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    mmap_ok = mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) == 1
+    trim_ok = mallopt(_M_TRIM_THRESHOLD, int(min(trim_threshold, 2**31 - 1))) == 1
+    return mmap_ok and trim_ok
