@@ -1,0 +1,181 @@
+"""From a :class:`~hadamrnn.config.Config` to model, optimizer, scheduler, loss and metric.
+
+Each kind is a registry (a dict from name to builder); the reference's names
+(``BinadamSSM``, ``BinadamSSMwithEmbeddings``, ``$torch.nn.CrossEntropyLoss``, ...) are aliases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from bnn_shared.errors import ConfigError
+from torch import Tensor, nn
+
+from .config import Config, ModelConfig
+from .models import LinearRNN, LSTMModel
+from .quantized_layers import HadamardRecurrent, OrthogonalRecurrent, QuantizedOrthogonalRecurrent
+
+__all__ = [
+    "MODELS",
+    "LOSSES",
+    "METRICS",
+    "OPTIMIZERS",
+    "get_model",
+    "get_optimizer",
+    "get_scheduler",
+    "get_loss",
+    "get_metric",
+    "model_name",
+]
+
+
+def _linear(cfg: ModelConfig, recurrent: nn.Module, *, bits, dropout: float) -> LinearRNN:
+    return LinearRNN(
+        recurrent,
+        input_size=cfg.input_size,
+        output_size=cfg.output_size,
+        num_bits=bits,
+        qoutput=cfg.qoutput,
+        bias_final=cfg.bias_final,
+        many_to_many=cfg.manytomany,
+        vocab_size=cfg.vocab_size,
+        embeddings_dropout=dropout if cfg.embeddings_dropout is None else cfg.embeddings_dropout,
+        readout=cfg.readout,
+        linear_recurrent=cfg.linear_recurrent,
+        engine=cfg.engine,
+    )
+
+
+def _hadamrnn(cfg: ModelConfig) -> nn.Module:
+    recurrent = HadamardRecurrent(
+        cfg.hidden_size, cfg.basic_block, bias=cfg.bias, clip_sign=cfg.clip_sign
+    )
+    return _linear(cfg, recurrent, bits=cfg.num_bits, dropout=0.0)
+
+
+def _ornn(cfg: ModelConfig) -> nn.Module:
+    recurrent = OrthogonalRecurrent(cfg.hidden_size, bias=cfg.bias)
+    return _linear(cfg, recurrent, bits=None, dropout=0.0)
+
+
+def _qornn(cfg: ModelConfig) -> nn.Module:
+    bits = cfg.recurrent_bits or cfg.num_bits
+    if bits is None:
+        raise ConfigError("MODEL.NAME qornn needs MODEL.NUM_BITS or MODEL.RECURRENT_BITS")
+    recurrent = QuantizedOrthogonalRecurrent(cfg.hidden_size, bits, bias=cfg.bias)
+    return _linear(cfg, recurrent, bits=cfg.num_bits, dropout=0.5)
+
+
+def _lstm(cfg: ModelConfig) -> nn.Module:
+    return LSTMModel(
+        input_size=cfg.input_size,
+        hidden_size=cfg.hidden_size,
+        output_size=cfg.output_size,
+        many_to_many=cfg.manytomany,
+        vocab_size=cfg.vocab_size,
+        embeddings_dropout=cfg.embeddings_dropout or 0.0,
+    )
+
+
+#: Models by name: ``builder(model_config) -> nn.Module``.
+MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
+    "hadamrnn": _hadamrnn,
+    "ornn": _ornn,
+    "qornn": _qornn,
+    "lstm": _lstm,
+}
+MODEL_ALIASES = {
+    "binadamssm": "hadamrnn",
+    "binadamssmwithembeddings": "hadamrnn",
+    "block_hadamrnn": "hadamrnn",
+    "qornnwithembeddings": "qornn",
+}
+
+
+def model_name(name: str) -> str:
+    """The registered model name of ``name`` (reference names accepted)."""
+    key = name.strip().lower()
+    key = MODEL_ALIASES.get(key, key)
+    if key not in MODELS:
+        raise ConfigError(f"MODEL.NAME {name!r} is unknown; choose one of {', '.join(MODELS)}")
+    return key
+
+
+def get_model(cfg: Config) -> nn.Module:
+    """The model of ``cfg.model``."""
+    return MODELS[model_name(cfg.model.name)](cfg.model)
+
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
+
+
+def get_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    """``TRAIN.OPTIMIZER`` over all parameters (default Adam, as the paper)."""
+    key = _strip_path(cfg.train.optimizer)
+    if key not in OPTIMIZERS:
+        raise ConfigError(
+            f"TRAIN.OPTIMIZER {cfg.train.optimizer!r} is unknown; choose {', '.join(OPTIMIZERS)}"
+        )
+    return OPTIMIZERS[key](model.parameters(), lr=cfg.train.lr)
+
+
+def get_scheduler(cfg: Config, optimizer: torch.optim.Optimizer):
+    """``StepLR(step_size, gamma)``, stepped once per epoch."""
+    return torch.optim.lr_scheduler.StepLR(optimizer, cfg.train.step_size, cfg.train.gamma)
+
+
+def _cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+
+
+def _bce(logits: Tensor, target: Tensor) -> Tensor:
+    return nn.functional.binary_cross_entropy_with_logits(
+        logits.reshape(-1), target.reshape(-1).to(logits.dtype)
+    )
+
+
+#: Losses by name: ``loss(logits, target)``, logits reshaped to ``(-1, d_out)`` as the reference.
+LOSSES = {"cross_entropy": _cross_entropy, "bce_with_logits": _bce}
+LOSS_ALIASES = {"crossentropyloss": "cross_entropy", "bcewithlogitsloss": "bce_with_logits"}
+
+
+def _strip_path(name: str) -> str:
+    """``$torch.nn.CrossEntropyLoss`` -> ``crossentropyloss`` (reference spelling)."""
+    return name.strip().lstrip("$").rsplit(".", 1)[-1].lower()
+
+
+def get_loss(cfg: Config) -> Callable[[Tensor, Tensor], Tensor]:
+    key = _strip_path(cfg.train.loss_fn)
+    key = LOSS_ALIASES.get(key, key)
+    if key not in LOSSES:
+        raise ConfigError(
+            f"TRAIN.LOSS_FN {cfg.train.loss_fn!r} is unknown; choose {', '.join(LOSSES)}"
+        )
+    return LOSSES[key]
+
+
+def _correct(logits: Tensor, target: Tensor) -> Tensor:
+    """Number of correct predictions: argmax, or ``logit > 0`` for one output (quirk 11)."""
+    if logits.shape[-1] == 1:
+        predicted = (logits.reshape(-1) > 0).long()
+    else:
+        predicted = logits.reshape(-1, logits.shape[-1]).argmax(1)
+    return (predicted == target.reshape(-1)).sum()
+
+
+#: Metrics by name: ``metric(logits, target) -> summed value`` (divided by the item count).
+METRICS: dict[str, Callable[[Tensor, Tensor], Tensor] | None] = {"accuracy": _correct, "none": None}
+METRIC_ALIASES = {"binaryaccuracy": "accuracy", "multiclassaccuracy": "accuracy"}
+
+
+def get_metric(cfg: Config):
+    """The accuracy counter, or None (the copy task reports its cross-entropy)."""
+    names = cfg.train.metrics
+    if names is None or names == []:
+        return None
+    name = names[0] if isinstance(names, list) else names
+    key = METRIC_ALIASES.get(_strip_path(name), _strip_path(name))
+    if key not in METRICS:
+        raise ConfigError(f"TRAIN.METRICS {name!r} is unknown; choose {', '.join(METRICS)}")
+    return METRICS[key]

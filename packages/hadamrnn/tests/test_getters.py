@@ -1,0 +1,80 @@
+"""Registries: models (with the reference's names), losses, metrics, optimizer, scheduler."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from bnn_shared.errors import ConfigError
+from hadamrnn.config import load
+from hadamrnn.getters import (
+    MODELS,
+    get_loss,
+    get_metric,
+    get_model,
+    get_optimizer,
+    get_scheduler,
+    model_name,
+)
+from hadamrnn.models import LinearRNN, LSTMModel
+from hadamrnn.quantized_layers import (
+    HadamardRecurrent,
+    OrthogonalRecurrent,
+    QuantizedOrthogonalRecurrent,
+)
+
+LAYERS = {
+    "hadamrnn": HadamardRecurrent,
+    "ornn": OrthogonalRecurrent,
+    "qornn": QuantizedOrthogonalRecurrent,
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_builds_and_runs(name):
+    cfg = load(None, [f"MODEL.NAME={name}", "MODEL.HIDDEN_SIZE=16"])
+    model = get_model(cfg)
+    assert model(torch.randn(2, 5, 1)).shape == (2, 10)
+    if name == "lstm":
+        assert isinstance(model, LSTMModel)
+    else:
+        assert isinstance(model.recurrent, LAYERS[name])
+        if name == "ornn":  # the float baseline quantizes nothing
+            assert model.input_layer.bits is None and model.output_layer.bits is None
+
+
+def test_reference_names():
+    assert model_name("BinadamSSM") == "hadamrnn"
+    assert model_name("BinadamSSMwithEmbeddings") == "hadamrnn"
+    with pytest.raises(ConfigError, match="MODEL.NAME"):
+        model_name("transformer")
+
+
+def test_losses_and_metrics():
+    cfg = load(None, ["TRAIN.LOSS_FN=$torch.nn.BCEWithLogitsLoss", "TRAIN.METRICS=BinaryAccuracy"])
+    loss, metric = get_loss(cfg), get_metric(cfg)
+    logits = torch.tensor([[2.0], [-1.0], [0.5]])
+    target = torch.tensor([1, 1, 0])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits.reshape(-1), target.float()
+    )
+    assert torch.allclose(loss(logits, target), expected)
+    assert metric(logits, target).item() == 1  # logit > 0 decides (no sigmoid guessing)
+    many = torch.randn(2, 4, 9)  # many-to-many: (B, T, C) against (B, T)
+    cross = get_loss(load(None, ["TRAIN.LOSS_FN=CrossEntropyLoss"]))
+    assert cross(many, torch.zeros(2, 4, dtype=torch.long)).ndim == 0
+    assert get_metric(load(None, ["TRAIN.METRICS=none"])) is None
+    with pytest.raises(ConfigError, match="LOSS_FN"):
+        get_loss(load(None, ["TRAIN.LOSS_FN=hinge"]))
+
+
+def test_optimizer_covers_all_parameters_and_steplr_per_epoch():
+    cfg = load(None, ["TRAIN.LR=0.1", "TRAIN.GAMMA=0.5"])
+    model = get_model(cfg)
+    optimizer = get_optimizer(cfg, model)
+    assert isinstance(optimizer, torch.optim.Adam)
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+    scheduler = get_scheduler(cfg, optimizer)
+    optimizer.step()
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
+    assert isinstance(model, LinearRNN)
