@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from bnn_shared.utils import keep_freed_memory
 from hadamrnn.getters import LOSSES
 from hadamrnn.models import LinearRNN
 from hadamrnn.quantized_layers import HadamardRecurrent
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="default: the task's")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as the training CLI does (bnn_shared.cli.run_cli)
     for task in args.tasks:  # smaller shapes for smoke tests
         hidden, batch, steps, *rest = TASKS[task]
         TASKS[task] = (args.hidden or hidden, batch, args.steps or steps, *rest)
