@@ -104,8 +104,8 @@ def run_cli(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | N
     * Ctrl-C: says that the last checkpoint is kept and ``--resume`` continues, returns 130;
     * otherwise returns ``main``'s integer result, or 0 when it returns something else.
 
-    Before ``main`` it calls :func:`~bnn_shared.utils.keep_freed_memory` (training loops
-    run several times faster on the CPU without repeated page faults).
+    Before ``main`` it calls :func:`~bnn_shared.utils.keep_freed_memory`, so that CPU
+    training loops do not page-fault their freed tensors back at every step.
 
     Use as ``raise SystemExit(run_cli(main))``.
     """
