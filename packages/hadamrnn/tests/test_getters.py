@@ -78,3 +78,34 @@ def test_optimizer_covers_all_parameters_and_steplr_per_epoch():
     scheduler.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
     assert isinstance(model, LinearRNN)
+
+
+def _train_steps(cfg, steps: int = 3):
+    torch.manual_seed(0)
+    model = get_model(cfg)
+    optimizer = get_optimizer(cfg, model)
+    x, y = torch.rand(8, 12, 1), torch.randint(0, 10, (8,))
+    for _ in range(steps):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return model, optimizer
+
+
+def test_sign_lr_is_a_second_group_and_zero_keeps_the_signs():
+    cfg = load(None, ["TRAIN.LR=0.1", "TRAIN.SIGN_LR=0"])
+    torch.manual_seed(0)
+    initial = get_model(cfg).recurrent.signs()
+    model, optimizer = _train_steps(cfg)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.1, 0.0]
+    assert optimizer.param_groups[1]["params"] == [model.recurrent.s]
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+    assert torch.equal(model.recurrent.signs(), initial)
+    # The paper's setting (SIGN_LR null) trains s with LR: the latent moves.
+    paper, _ = _train_steps(load(None, ["TRAIN.LR=0.1"]))
+    assert not torch.equal(paper.recurrent.s, model.recurrent.s)
+    # Models without sign latents keep one group.
+    ornn_cfg = load(None, ["MODEL.NAME=ornn", "TRAIN.SIGN_LR=0"])
+    assert len(get_optimizer(ornn_cfg, get_model(ornn_cfg)).param_groups) == 1
+    with pytest.raises(ConfigError, match="SIGN_LR"):
+        get_optimizer(load(None, ["TRAIN.SIGN_LR=-1"]), model)

@@ -83,6 +83,9 @@ class TrainConfig:
     val_batch_size: int | None = None  # default: a tenth of the split, as the reference
     n_epochs: int = 10
     lr: float = 1e-3
+    # learning rate of HadamRNN's sign latents s: None = LR (the paper); 0 keeps the random
+    # initial signs (each flip of a trained model scrambles W^k: see the package README)
+    sign_lr: float | None = None
     optimizer: str = "adam"
     gamma: float = 0.98  # StepLR factor per epoch
     step_size: int = 1

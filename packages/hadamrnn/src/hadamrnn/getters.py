@@ -111,13 +111,28 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.o
 
 
 def get_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
-    """``TRAIN.OPTIMIZER`` over all parameters (default Adam, as the paper)."""
+    """``TRAIN.OPTIMIZER`` over all parameters (default Adam, as the paper).
+
+    With ``TRAIN.SIGN_LR`` set, the sign latents ``s`` of every :class:`HadamardRecurrent`
+    form a second parameter group with that learning rate (0: the signs never change).
+    """
     key = _strip_path(cfg.train.optimizer)
     if key not in OPTIMIZERS:
         raise ConfigError(
             f"TRAIN.OPTIMIZER {cfg.train.optimizer!r} is unknown; choose {', '.join(OPTIMIZERS)}"
         )
-    return OPTIMIZERS[key](model.parameters(), lr=cfg.train.lr)
+    sign_lr = cfg.train.sign_lr
+    if sign_lr is not None and sign_lr < 0:
+        raise ConfigError(f"TRAIN.SIGN_LR must be >= 0 or null, got {sign_lr}")
+    signs = [m.s for m in model.modules() if isinstance(m, HadamardRecurrent)]
+    if sign_lr is None or not signs:
+        return OPTIMIZERS[key](model.parameters(), lr=cfg.train.lr)
+    ids = {id(p) for p in signs}
+    groups = [
+        {"params": [p for p in model.parameters() if id(p) not in ids]},
+        {"params": signs, "lr": sign_lr},
+    ]
+    return OPTIMIZERS[key](groups, lr=cfg.train.lr)
 
 
 def get_scheduler(cfg: Config, optimizer: torch.optim.Optimizer):
