@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import io
 import os
@@ -348,6 +349,21 @@ class TestProgressAndFinish:
         assert capsys.readouterr().out == line + "\n"
         assert run.finish() == line  # idempotent, printed once
         assert capsys.readouterr().out == ""
+
+    def test_finish_writes_the_final_metrics(self, tmp_path):
+        run = Run(tmp_path, {}, quiet=True)
+        run.log(0, loss=1.0)
+        run.finish(test_acc=torch.tensor(0.25), path="a,b")
+        with open(tmp_path / "final.csv", newline="") as f:
+            assert list(csv.reader(f)) == [["test_acc", "path"], ["0.25", "a,b"]]
+        # A later fresh run in the same directory moves it aside with the rest.
+        Run(tmp_path, {}, quiet=True).finish()
+        (previous,) = tmp_path.glob("previous-*")
+        assert (previous / "final.csv").is_file() and not (tmp_path / "final.csv").exists()
+
+    def test_finish_without_metrics_writes_no_final_file(self, tmp_path):
+        Run(tmp_path, {}, quiet=True).finish()
+        assert not (tmp_path / "final.csv").exists()
 
     def test_quiet_finish_prints_nothing(self, tmp_path, capsys):
         with Run(tmp_path, {}, quiet=True) as run:

@@ -2,7 +2,8 @@
 
 A run directory holds ``config.yaml`` (the resolved config), ``metrics.csv`` (one row per
 epoch, rewritten after every row) and ``checkpoint.pt`` (model, optimizer, scheduler, RNG
-states and extras after the last finished epoch). Every file is written to a temporary file
+states and extras after the last finished epoch), and at the end ``final.csv`` (the final
+metrics given to :meth:`Run.finish`). Every file is written to a temporary file
 in the same directory and moved into place with ``os.replace``, so a crash or a kill at
 any moment leaves either the old or the new file, never a broken one. ``--resume`` restores
 the checkpoint and continues; on CPU the resumed run's ``metrics.csv`` equals, value for
@@ -64,6 +65,7 @@ __all__ = [
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
 CHECKPOINT_FILE = "checkpoint.pt"
+FINAL_FILE = "final.csv"
 
 #: Config keys that may change between a run and its resumption (matched against the full
 #: dotted key or its last part, so ``train.epochs`` is covered by ``epochs``).
@@ -382,6 +384,7 @@ class Run:
         self.config_path = self.out_dir / CONFIG_FILE
         self.metrics_path = self.out_dir / METRICS_FILE
         self.checkpoint_path = self.out_dir / CHECKPOINT_FILE
+        self.final_path = self.out_dir / FINAL_FILE
         self.extra: dict[str, Any] = {}  # the extras of the restored checkpoint
         self.start_epoch = 0
         self.wandb_run: Any = None
@@ -450,7 +453,7 @@ class Run:
             backup = self.out_dir / f"previous-{stamp}-{counter}"
             counter += 1
         backup.mkdir()
-        for path in (self.config_path, self.metrics_path, self.checkpoint_path):
+        for path in (self.config_path, self.metrics_path, self.checkpoint_path, self.final_path):
             if path.exists():
                 os.replace(path, backup / path.name)
         self._note(
@@ -565,10 +568,18 @@ class Run:
         """Print (unless quiet) and return the one-line summary, and close wandb.
 
         Example: ``done: 10 epochs in 12.3s | test_acc 0.9712 | runs/mnist``. Calling it
-        again returns the same line without printing.
+        again returns the same line without printing. Non-empty ``final_metrics`` are also
+        written (atomically) to ``final.csv``: a header row and one row of values, so that a
+        quiet run keeps its final test figures.
         """
         if self._summary is not None:
             return self._summary
+        if final_metrics:
+            text = io.StringIO()
+            writer = csv.writer(text, lineterminator="\n")
+            writer.writerow(final_metrics)
+            writer.writerow(_format_cell(_scalar(v)) for v in final_metrics.values())
+            atomic_write_text(self.final_path, text.getvalue())
         logged = [row["epoch"] for row in self.metrics.rows if isinstance(row.get("epoch"), int)]
         # distinct epochs logged (whether counted from 0 or from 1), else the checkpoint's
         epochs = len(set(logged)) if logged else self._last_checkpoint_epoch + 1
