@@ -117,9 +117,14 @@ class TestHadamardRecurrent:
 
 
 class TestBaselines:
-    def test_ornn_weight_is_orthogonal(self):
-        w = OrthogonalRecurrent(32).weight().detach().double()
+    @pytest.mark.parametrize("orthogonal_map", ["matrix_exp", "cayley", "householder"])
+    def test_ornn_weight_is_orthogonal(self, orthogonal_map):
+        w = OrthogonalRecurrent(32, orthogonal_map=orthogonal_map).weight().detach().double()
         assert _orthogonality_error(w) < 1e-5
+
+    def test_ornn_rejects_an_unknown_map(self):
+        with pytest.raises(ConfigError, match="orthogonal_map"):
+            OrthogonalRecurrent(8, orthogonal_map="qr")
 
     def test_qornn_weight_is_quantized_and_nearly_orthogonal(self):
         layer = QuantizedOrthogonalRecurrent(64, bits=6)

@@ -64,6 +64,8 @@ class ModelConfig:
     readout: Literal["last_position", "last_token", "mean"] = "last_position"
     engine: Literal["parallel", "sequential"] = "parallel"
     clip_sign: bool = False  # clamp HadamRNN's latent s to [-1, 1] (off in the paper)
+    # ORNN: map of torch's orthogonal parametrization (cayley is about 13x cheaper at n = 512)
+    orthogonal_map: Literal["matrix_exp", "cayley", "householder"] = "matrix_exp"
     lambda_orth: float = 0.0  # orthogonality penalty: only 0 (W is orthogonal by design)
     seed: int = 0  # the one seed of model, data order and loaders
     # legacy keys of the reference configs, accepted and ignored

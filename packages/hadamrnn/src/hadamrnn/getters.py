@@ -55,7 +55,9 @@ def _hadamrnn(cfg: ModelConfig) -> nn.Module:
 
 
 def _ornn(cfg: ModelConfig) -> nn.Module:
-    recurrent = OrthogonalRecurrent(cfg.hidden_size, bias=cfg.bias)
+    recurrent = OrthogonalRecurrent(
+        cfg.hidden_size, bias=cfg.bias, orthogonal_map=cfg.orthogonal_map
+    )
     return _linear(cfg, recurrent, bits=None, dropout=0.0)
 
 
