@@ -296,6 +296,19 @@ class TestResume:
             "d": ("<missing>", 0),
         }
 
+    def test_keys_added_later_resume_at_their_default(self, tmp_path):
+        defaults = {"a": 0, "new": {"lr": None, "mode": "x"}}
+        model, optimizer, _ = _tiny_setup()
+        with Run(tmp_path, {"a": 1}, quiet=True) as run:  # written before "new" existed
+            run.save_checkpoint(0, model, optimizer)
+        same = {"a": 1, "new": {"lr": None, "mode": "x"}}
+        assert Run(tmp_path, same, resume=True, quiet=True, defaults=defaults).start_epoch == 0
+        changed = {"a": 1, "new": {"lr": 0.1, "mode": "x"}}
+        with pytest.raises(CheckpointError, match=r"new.lr: None -> 0.1"):
+            Run(tmp_path, changed, resume=True, quiet=True, defaults=defaults)
+        with pytest.raises(CheckpointError, match="new.mode"):  # without defaults: missing
+            Run(tmp_path, same, resume=True, quiet=True)
+
 
 @pytest.mark.slow
 def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):

@@ -305,15 +305,23 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(
-    old: Mapping[str, Any], new: Mapping[str, Any], ignore: Iterable[str] = ()
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    ignore: Iterable[str] = (),
+    defaults: Mapping[str, Any] | None = None,
 ) -> dict[str, tuple[Any, Any]]:
     """Dotted keys whose values differ between two configs, as ``key: (old, new)``.
 
-    A key is skipped when its dotted name or its last part is in ``ignore``; a key present
-    on one side only shows ``"<missing>"`` on the other.
+    A key is skipped when its dotted name or its last part is in ``ignore``. A key that
+    ``old`` lacks takes its value from ``defaults`` (the config class's defaults: a key added
+    by a later version of the code then matches when it keeps its default); a key present on
+    one side only shows ``"<missing>"`` on the other.
     """
     ignore = set(ignore)
     flat_old, flat_new = _flatten(_plain(old)), _flatten(_plain(new))
+    for key, value in _flatten(_plain(defaults or {})).items():
+        if key in flat_new:
+            flat_old.setdefault(key, value)
     missing = "<missing>"
     differences = {}
     for key in [*flat_old, *(k for k in flat_new if k not in flat_old)]:
@@ -353,6 +361,9 @@ class Run:
         wandb_kwargs: further keyword arguments for ``wandb.init``.
         ignore_keys: config keys that may change on resume (default
             :data:`DEFAULT_RESUME_IGNORED_KEYS`).
+        defaults: the config's default values (same nesting as ``config``); on resume, a
+            key the checkpoint's config lacks counts as having its default, so a checkpoint
+            written before a setting existed resumes while that setting keeps its default.
 
     Raises:
         CheckpointError: ``resume`` without a readable checkpoint, or with a config that
@@ -372,8 +383,10 @@ class Run:
         name: str | None = None,
         wandb_kwargs: Mapping[str, Any] | None = None,
         ignore_keys: Iterable[str] = DEFAULT_RESUME_IGNORED_KEYS,
+        defaults: Mapping[str, Any] | Any = None,
     ):
         self.out_dir = Path(out_dir)
+        self._defaults = _plain(defaults) if defaults is not None else None
         self.config: dict[str, Any] = _plain(
             vars(config) if isinstance(config, argparse.Namespace) else config
         )
@@ -434,7 +447,7 @@ class Run:
         stored = self._checkpoint.get("config")
         if stored is None and self.config_path.is_file():
             stored = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
-        differences = config_differences(stored or {}, self.config, ignore_keys)
+        differences = config_differences(stored or {}, self.config, ignore_keys, self._defaults)
         if differences:
             listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in differences.items())
             raise CheckpointError(

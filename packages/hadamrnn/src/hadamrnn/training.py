@@ -164,6 +164,7 @@ def run_training(
         quiet=quiet,
         project=cfg.project,
         ignore_keys=RESUME_IGNORED,
+        defaults=as_dict(Config()),
     ) as run:
         start = run.restore(model, optimizer, scheduler)
         if "shuffle_rng" in run.extra:
