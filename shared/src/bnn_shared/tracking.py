@@ -383,7 +383,7 @@ class Run:
         name: str | None = None,
         wandb_kwargs: Mapping[str, Any] | None = None,
         ignore_keys: Iterable[str] = DEFAULT_RESUME_IGNORED_KEYS,
-        defaults: Mapping[str, Any] | Any = None,
+        defaults: Mapping[str, Any] | None = None,
     ):
         self.out_dir = Path(out_dir)
         self._defaults = _plain(defaults) if defaults is not None else None
