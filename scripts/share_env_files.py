@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import filecmp
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -43,9 +44,8 @@ def large_files(root: Path, min_size: int):
         for name in names:
             path = Path(folder, name)
             st = path.lstat()
-            if path.is_symlink() or not path.is_file() or st.st_size < min_size:
-                continue
-            yield path, st
+            if stat.S_ISREG(st.st_mode) and st.st_size >= min_size:
+                yield path, st
 
 
 def link_over(path: Path, twin: Path) -> None:
@@ -77,7 +77,7 @@ def share(env: Path, *, min_size: int = 1 << 20) -> tuple[int, int]:
             if tst.st_ino == st.st_ino and tst.st_dev == st.st_dev:
                 break  # already one file
             if (
-                twin.is_symlink()
+                not stat.S_ISREG(tst.st_mode)
                 or tst.st_size != st.st_size
                 or tst.st_dev != st.st_dev
                 or not filecmp.cmp(path, twin, shallow=False)
