@@ -143,3 +143,35 @@ def test_engines_agree_on_each_device(device, many_to_many):
         HadamardRecurrent(512, "full"), input_size=1, output_size=10, many_to_many=many_to_many
     ).to(device)
     _assert_engines_agree_against_float64(model, torch.rand(4, 100, 1, device=device))
+
+
+@pytest.mark.parametrize("many_to_many", [False, True])
+def test_sign_training_follows_the_same_path_with_both_engines(many_to_many):
+    """Adam steps on every parameter, ``s`` included (the paper's sign training), flip the same
+    signs and reach the same losses with either engine (float64, so that no latent sits within
+    rounding of zero)."""
+    torch.manual_seed(5)
+    start = LinearRNN(
+        HadamardRecurrent(32), input_size=2, output_size=3, many_to_many=many_to_many
+    ).double()
+    x = torch.randn(8, 60, 2, dtype=torch.float64)
+    y = torch.randint(0, 3, (8, 60) if many_to_many else (8,))
+    paths = {}
+    for engine in ("sequential", "parallel"):
+        model = copy.deepcopy(start)
+        model.engine = engine
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        losses, signs = [], []
+        for _ in range(15):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x).reshape(-1, 3), y.reshape(-1))
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            signs.append(model.recurrent.signs().detach().clone())
+        paths[engine] = (torch.tensor(losses), torch.stack(signs))
+    (loss_seq, signs_seq), (loss_par, signs_par) = paths["sequential"], paths["parallel"]
+    initial = start.recurrent.signs().detach()
+    assert (signs_seq != initial).any(), "the test needs sign flips to compare"
+    assert torch.equal(signs_par, signs_seq)
+    assert _relative(loss_par, loss_seq) <= 1e-8
