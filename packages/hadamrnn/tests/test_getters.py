@@ -109,3 +109,37 @@ def test_sign_lr_is_a_second_group_and_zero_keeps_the_signs():
     assert len(get_optimizer(ornn_cfg, get_model(ornn_cfg)).param_groups) == 1
     with pytest.raises(ConfigError, match="SIGN_LR"):
         get_optimizer(load(None, ["TRAIN.SIGN_LR=-1"]), model)
+
+
+@pytest.mark.parametrize("name", ["hadamrnn", "ornn", "qornn"])
+def test_recurrent_lr_groups_the_recurrent_matrix_without_its_bias(name):
+    cfg = load(None, [f"MODEL.NAME={name}", "TRAIN.LR=0.1", "TRAIN.RECURRENT_LR=0"])
+    torch.manual_seed(0)
+    model = get_model(cfg)
+    optimizer = get_optimizer(cfg, model)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.1, 0.0]
+    second = optimizer.param_groups[1]["params"]
+    assert second and all(p is not model.recurrent.bias for p in second)
+    assert model.recurrent.bias is not None
+    assert any(p is model.recurrent.bias for p in optimizer.param_groups[0]["params"])
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+    # A zero learning rate keeps the recurrent matrix while the rest trains.
+    before = model.recurrent.weight().detach().clone()
+    x, y = torch.rand(8, 12, cfg.model.input_size), torch.randint(0, 10, (8,))
+    for _ in range(3):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    torch.testing.assert_close(model.recurrent.weight().detach(), before)
+
+
+def test_recurrent_lr_errors():
+    with pytest.raises(ConfigError, match="not both"):
+        cfg = load(None, ["TRAIN.SIGN_LR=0", "TRAIN.RECURRENT_LR=0"])
+        get_optimizer(cfg, get_model(cfg))
+    with pytest.raises(ConfigError, match="RECURRENT_LR must be >= 0"):
+        cfg = load(None, ["TRAIN.RECURRENT_LR=-1"])
+        get_optimizer(cfg, get_model(cfg))
+    with pytest.raises(ConfigError, match="no recurrent matrix"):
+        cfg = load(None, ["MODEL.NAME=lstm", "TRAIN.RECURRENT_LR=0"])
+        get_optimizer(cfg, get_model(cfg))

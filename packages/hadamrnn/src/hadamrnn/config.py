@@ -88,6 +88,10 @@ class TrainConfig:
     # learning rate of HadamRNN's sign latents s: None = LR (the paper); 0 keeps the random
     # initial signs (each flip of a trained model scrambles W^k: see the package README)
     sign_lr: float | None = None
+    # learning rate of the recurrent matrix's parameters of any model (HadamRNN: s, as
+    # SIGN_LR; ORNN: its orthogonal parametrization; QORNN: its latent matrix), never of the
+    # recurrent bias: None = LR (the paper); orthogonal-RNN recipes use LR / 10 here
+    recurrent_lr: float | None = None
     optimizer: str = "adam"
     gamma: float = 0.98  # StepLR factor per epoch
     step_size: int = 1

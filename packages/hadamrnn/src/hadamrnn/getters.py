@@ -115,26 +115,48 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.o
 def get_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     """``TRAIN.OPTIMIZER`` over all parameters (default Adam, as the paper).
 
-    With ``TRAIN.SIGN_LR`` set, the sign latents ``s`` of every :class:`HadamardRecurrent`
-    form a second parameter group with that learning rate (0: the signs never change).
+    With ``TRAIN.SIGN_LR`` (HadamRNN) or ``TRAIN.RECURRENT_LR`` (any model with a recurrent
+    matrix) set, the recurrent matrix's parameters form a second parameter group with that
+    learning rate: HadamRNN's sign latents ``s`` (0: the signs never change), the ORNN's
+    orthogonal parametrization, QORNN's latent matrix; the recurrent bias stays in the first.
     """
     key = _strip_path(cfg.train.optimizer)
     if key not in OPTIMIZERS:
         raise ConfigError(
             f"TRAIN.OPTIMIZER {cfg.train.optimizer!r} is unknown; choose {', '.join(OPTIMIZERS)}"
         )
-    sign_lr = cfg.train.sign_lr
-    if sign_lr is not None and sign_lr < 0:
-        raise ConfigError(f"TRAIN.SIGN_LR must be >= 0 or null, got {sign_lr}")
-    signs = [m.s for m in model.modules() if isinstance(m, HadamardRecurrent)]
-    if sign_lr is None or not signs:
+    sign_lr, recurrent_lr = cfg.train.sign_lr, cfg.train.recurrent_lr
+    for name, value in (("SIGN_LR", sign_lr), ("RECURRENT_LR", recurrent_lr)):
+        if value is not None and value < 0:
+            raise ConfigError(f"TRAIN.{name} must be >= 0 or null, got {value}")
+    if sign_lr is not None and recurrent_lr is not None:
+        raise ConfigError("set TRAIN.SIGN_LR or TRAIN.RECURRENT_LR, not both")
+    if recurrent_lr is not None:
+        second, lr = _recurrent_matrix_parameters(model), recurrent_lr
+        if not second:
+            raise ConfigError(
+                f"TRAIN.RECURRENT_LR: model {cfg.model.name!r} has no recurrent matrix layer"
+            )
+    else:
+        second = [m.s for m in model.modules() if isinstance(m, HadamardRecurrent)]
+        lr = sign_lr
+    if lr is None or not second:
         return OPTIMIZERS[key](model.parameters(), lr=cfg.train.lr)
-    ids = {id(p) for p in signs}
+    ids = {id(p) for p in second}
     groups = [
         {"params": [p for p in model.parameters() if id(p) not in ids]},
-        {"params": signs, "lr": sign_lr},
+        {"params": second, "lr": lr},
     ]
     return OPTIMIZERS[key](groups, lr=cfg.train.lr)
+
+
+def _recurrent_matrix_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Trainable parameters of ``model.recurrent`` except its bias (empty without one)."""
+    recurrent = getattr(model, "recurrent", None)
+    if not isinstance(recurrent, nn.Module):
+        return []
+    bias = getattr(recurrent, "bias", None)
+    return [p for p in recurrent.parameters() if p is not bias]
 
 
 def get_scheduler(cfg: Config, optimizer: torch.optim.Optimizer):
