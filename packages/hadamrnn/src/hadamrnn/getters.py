@@ -131,16 +131,17 @@ def get_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
             raise ConfigError(f"TRAIN.{name} must be >= 0 or null, got {value}")
     if sign_lr is not None and recurrent_lr is not None:
         raise ConfigError("set TRAIN.SIGN_LR or TRAIN.RECURRENT_LR, not both")
+    second = _recurrent_matrix_parameters(model)
     if recurrent_lr is not None:
-        second, lr = _recurrent_matrix_parameters(model), recurrent_lr
         if not second:
             raise ConfigError(
                 f"TRAIN.RECURRENT_LR: model {cfg.model.name!r} has no recurrent matrix layer"
             )
-    else:
-        second = [m.s for m in model.modules() if isinstance(m, HadamardRecurrent)]
-        lr = sign_lr
-    if lr is None or not second:
+        lr = recurrent_lr
+    else:  # SIGN_LR is RECURRENT_LR for HadamRNN's sign latents; other models ignore it
+        hadamard = isinstance(getattr(model, "recurrent", None), HadamardRecurrent)
+        lr = sign_lr if hadamard else None
+    if lr is None:
         return OPTIMIZERS[key](model.parameters(), lr=cfg.train.lr)
     ids = {id(p) for p in second}
     groups = [
