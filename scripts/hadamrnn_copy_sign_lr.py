@@ -11,7 +11,7 @@ after its last epoch (``--out``, default
 ``experiments_results/hadamrnn/copy/sign_lr_sweep_T200.csv``)::
 
     python scripts/hadamrnn_copy_sign_lr.py [--seq-length 200] [--epochs 4] [--batches 500]
-        [--runs-dir runs/hadamrnn_sign_lr] [--out ...]
+        [--pairs 1e-4:null 1e-3:1e-4 ...] [--runs-dir runs/hadamrnn_sign_lr] [--out ...]
 """
 
 from __future__ import annotations
@@ -54,6 +54,16 @@ COLUMNS = [
 
 def fmt_lr(value: float | None) -> str:
     return "null" if value is None else f"{value:g}"
+
+
+def parse_pair(text: str) -> tuple[float, float | None]:
+    """``LR:SIGN_LR``, e.g. ``1e-3:1e-4`` or ``1e-4:null``."""
+    try:
+        lr, sign_lr = text.split(":")
+        return float(lr), None if sign_lr == "null" else float(sign_lr)
+    except ValueError:
+        message = f"expected LR:SIGN_LR (SIGN_LR may be null), got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
 
 
 def run_pair(lr, sign_lr, args) -> list[dict]:
@@ -102,6 +112,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seq-length", type=int, default=200, help="total length T")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batches", type=int, default=500, help="training batches per epoch")
+    parser.add_argument(
+        "--pairs",
+        nargs="+",
+        type=parse_pair,
+        default=PAIRS,
+        metavar="LR:SIGN_LR",
+        help="learning-rate pairs (default: the seven of the committed sweep)",
+    )
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "hadamrnn_sign_lr")
     parser.add_argument(
         "--out",
@@ -112,7 +130,7 @@ def main(argv=None) -> int:
     if args.seq_length <= 20:
         parser.error("--seq-length must exceed twice the 10 symbols")
     rows = []
-    for lr, sign_lr in PAIRS:
+    for lr, sign_lr in args.pairs:
         rows += run_pair(lr, sign_lr, args)
         write(args.out, rows)
     return 0
