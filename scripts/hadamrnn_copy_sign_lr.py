@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from bnn_shared.cli import run_cli
 from bnn_shared.tracking import atomic_write_text
+from hadamrnn.config import load
 from hadamrnn.train import main as train_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,9 +71,10 @@ def run_pair(lr, sign_lr, args) -> list[dict]:
     name = f"lr{fmt_lr(lr)}_signlr{fmt_lr(sign_lr)}"
     out = args.runs_dir / name
     shutil.rmtree(out, ignore_errors=True)
+    batch_size = load(args.config, []).train.batch_size
     overrides = {
         "DATASET.SEQ_LENGTH": args.seq_length,
-        "DATASET.TRAIN": args.batches * 128,
+        "DATASET.TRAIN": args.batches * batch_size,  # an epoch is one pass
         "TRAIN.N_EPOCHS": args.epochs,
         "TRAIN.MAX_BATCHES": args.batches,
         "TRAIN.LR": lr,
