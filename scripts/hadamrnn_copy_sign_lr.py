@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import shutil
 from pathlib import Path
 
@@ -67,11 +68,10 @@ def parse_pair(text: str) -> tuple[float, float | None]:
         raise argparse.ArgumentTypeError(message) from None
 
 
-def run_pair(lr, sign_lr, args) -> list[dict]:
+def run_pair(lr, sign_lr, args, batch_size: int) -> list[dict]:
     name = f"lr{fmt_lr(lr)}_signlr{fmt_lr(sign_lr)}"
     out = args.runs_dir / name
     shutil.rmtree(out, ignore_errors=True)
-    batch_size = load(args.config, []).train.batch_size
     overrides = {
         "DATASET.SEQ_LENGTH": args.seq_length,
         "DATASET.TRAIN": args.batches * batch_size,  # an epoch is one pass
@@ -131,17 +131,21 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.seq_length <= 20:
         parser.error("--seq-length must exceed twice the 10 symbols")
+    batch_size = load(args.config, []).train.batch_size
     rows = []
     for lr, sign_lr in args.pairs:
-        rows += run_pair(lr, sign_lr, args)
+        rows += run_pair(lr, sign_lr, args, batch_size)
         write(args.out, rows)
     return 0
 
 
 def write(path: Path, rows: list[dict]) -> None:
-    lines = [",".join(COLUMNS)] + [",".join(str(row[c]) for c in COLUMNS) for row in rows]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, text.getvalue())
 
 
 if __name__ == "__main__":
