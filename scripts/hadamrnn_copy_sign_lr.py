@@ -17,14 +17,12 @@ after its last epoch (``--out``, default
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import shutil
 from pathlib import Path
 
 import torch
 from bnn_shared.cli import run_cli
-from bnn_shared.tracking import atomic_write_text
+from bnn_shared.tracking import MetricsLog
 from hadamrnn.config import load
 from hadamrnn.train import main as train_main
 
@@ -39,18 +37,6 @@ PAIRS = [
     (1e-3, 3e-4),
     (1e-3, 1e-4),
     (1e-3, 0.0),
-]
-COLUMNS = [
-    "lr",
-    "sign_lr",
-    "seq_length",
-    "epoch",
-    "steps",
-    "train_loss",
-    "val_loss",
-    "naive_baseline",
-    "flips",
-    "median_abs_s_end",
 ]
 
 
@@ -86,8 +72,7 @@ def run_pair(lr, sign_lr, args, batch_size: int) -> list[dict]:
     train_main(argv)
     state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
     median_s = state["model"]["recurrent.s"].abs().median().item()
-    with open(out / "metrics.csv", newline="") as handle:
-        epochs = list(csv.DictReader(handle))
+    epochs = MetricsLog.load(out / "metrics.csv").rows
     rows = []
     for i, row in enumerate(epochs):
         rows.append(
@@ -95,11 +80,11 @@ def run_pair(lr, sign_lr, args, batch_size: int) -> list[dict]:
                 "lr": fmt_lr(lr),
                 "sign_lr": fmt_lr(sign_lr),
                 "seq_length": args.seq_length,
-                "epoch": int(row["epoch"]) + 1,
-                "steps": (int(row["epoch"]) + 1) * args.batches,
-                "train_loss": f"{float(row['train_loss']):.6g}",
-                "val_loss": f"{float(row['val_loss']):.6g}",
-                "naive_baseline": f"{float(row['naive_baseline']):.6g}",
+                "epoch": row["epoch"] + 1,
+                "steps": (row["epoch"] + 1) * args.batches,
+                "train_loss": f"{row['train_loss']:.6g}",
+                "val_loss": f"{row['val_loss']:.6g}",
+                "naive_baseline": f"{row['naive_baseline']:.6g}",
                 "flips": row["flips"],
                 "median_abs_s_end": f"{median_s:.3g}" if i == len(epochs) - 1 else "",
             }
@@ -132,20 +117,11 @@ def main(argv=None) -> int:
     if args.seq_length <= 20:
         parser.error("--seq-length must exceed twice the 10 symbols")
     batch_size = load(args.config, []).train.batch_size
-    rows = []
+    log = MetricsLog(args.out)  # rewritten atomically after every pair
     for lr, sign_lr in args.pairs:
-        rows += run_pair(lr, sign_lr, args, batch_size)
-        write(args.out, rows)
+        log.rows += run_pair(lr, sign_lr, args, batch_size)
+        log.write()
     return 0
-
-
-def write(path: Path, rows: list[dict]) -> None:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, text.getvalue())
 
 
 if __name__ == "__main__":
