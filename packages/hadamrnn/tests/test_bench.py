@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "bench_hadamrnn.py"
 
 
-def test_bench_writes_both_engines(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_hadamrnn", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_bench_writes_both_engines(tmp_path, load_script):
+    bench = load_script("bench_hadamrnn")
     out = tmp_path / "bench.csv"
     argv = [
         "--devices",

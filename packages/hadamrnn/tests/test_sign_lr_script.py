@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "hadamrnn_copy_sign_lr.py"
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("hadamrnn_copy_sign_lr", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_sweep_writes_one_row_per_pair_and_epoch(tmp_path):
-    script = load_script()
+def test_sweep_writes_one_row_per_pair_and_epoch(tmp_path, load_script):
+    script = load_script("hadamrnn_copy_sign_lr")
     out = tmp_path / "sweep.csv"
     argv = ["--seq-length", "30", "--epochs", "2", "--batches", "2"]
     argv += ["--pairs", "1e-3:null", "1e-3:0", "--runs-dir", str(tmp_path / "runs")]
@@ -37,8 +26,8 @@ def test_sweep_writes_one_row_per_pair_and_epoch(tmp_path):
     assert float(rows[0]["naive_baseline"]) == pytest.approx(10 * 2.0794415 / 30, rel=1e-5)
 
 
-def test_bad_pair_is_a_usage_error(tmp_path, capsys):
-    script = load_script()
+def test_bad_pair_is_a_usage_error(tmp_path, capsys, load_script):
+    script = load_script("hadamrnn_copy_sign_lr")
     with pytest.raises(SystemExit) as exit_info:
         script.main(["--pairs", "fast", "--out", str(tmp_path / "x.csv")])
     assert exit_info.value.code == 2
