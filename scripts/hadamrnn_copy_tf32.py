@@ -1,8 +1,9 @@
 """Copy task with the matmuls of an Ampere GPU's default arithmetic (TF32), emulated on CPU.
 
-The reference trained on ``cuda:0`` with torch 1.10, where ``torch.backends.cuda.matmul.
-allow_tf32`` was on by default: every matmul rounds its float32 inputs to TF32 (10 mantissa
-bits) and accumulates in float32. For HadamRNN this matters more than rounding noise usually
+The reference trained on ``cuda:0`` with torch 1.10 (its notebook's environment). From torch
+1.7 to 1.11 ``torch.backends.cuda.matmul.allow_tf32`` was on by default, so on an Ampere or
+newer GPU every float32 matmul reads its inputs as TF32 (10 mantissa bits) and accumulates in
+float32. Which GPU the authors used is not known here. For HadamRNN this matters more than rounding noise usually
 does: all entries of ``W`` are ``±1/sqrt(n)``, so they round alike and ``W`` is scaled by one
 factor (``1 - 1.07e-4`` for ``n = 128``, i.e. ``0.90`` over the copy task's 990 steps), and
 the state ``h`` is rounded at each of the 1000 steps.
@@ -18,7 +19,8 @@ with the sequential engine, which the script sets::
         --config configs/hadamrnn/copy.yaml --out-dir runs/copy_tf32 [--resume] [--set ...]
 
 ``--rounding``: how float32 becomes TF32: ``nearest`` (ties to even; the default) or
-``truncate`` (towards zero). Which of the two the GPU's matmul did is not known here.
+``truncate`` (towards zero; torch's numerical-accuracy notes say that "only the first 10 bits
+of the input mantissa are read").
 """
 
 from __future__ import annotations
