@@ -3,10 +3,10 @@
 The reference trained on ``cuda:0`` with torch 1.10 (its notebook's environment). From torch
 1.7 to 1.11 ``torch.backends.cuda.matmul.allow_tf32`` was on by default, so on an Ampere or
 newer GPU every float32 matmul reads its inputs as TF32 (10 mantissa bits) and accumulates in
-float32. Which GPU the authors used is not known here. For HadamRNN this matters more than rounding noise usually
-does: all entries of ``W`` are ``±1/sqrt(n)``, so they round alike and ``W`` is scaled by one
-factor (``1 - 1.07e-4`` for ``n = 128``, i.e. ``0.90`` over the copy task's 990 steps), and
-the state ``h`` is rounded at each of the 1000 steps.
+float32. Which GPU the authors used is not known here. For HadamRNN this matters more than
+rounding noise usually does: all entries of ``W`` are ``±1/sqrt(n)``, so they round alike
+and ``W`` is scaled by one factor (``1 - 1.07e-4`` for ``n = 128``, i.e. ``0.90`` over the
+copy task's 990 steps), and the state ``h`` is rounded at each of the 1000 steps.
 
 This script trains a config through ``python -m hadamrnn.train`` (so the files, flags and
 ``--resume`` are the usual ones) with every matmul of the model, forward and backward,
@@ -70,7 +70,7 @@ class _TF32Matmul(torch.autograd.Function):
         grad_a = grad @ b.transpose(-1, -2) if ctx.needs_input_grad[0] else None
         grad_b = None
         if ctx.needs_input_grad[1]:
-            grad_b = (a.reshape(-1, a.shape[-1]).t() @ grad.reshape(-1, grad.shape[-1]))
+            grad_b = a.reshape(-1, a.shape[-1]).t() @ grad.reshape(-1, grad.shape[-1])
         return grad_a, grad_b, None
 
 

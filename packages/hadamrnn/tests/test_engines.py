@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 from bnn_shared.errors import ConfigError
-from bnn_shared.testing import CPU_AND_CUDA
+from bnn_shared.testing import CPU_AND_CUDA, relative_difference
 from hadamrnn.engines import ENGINES, chunk_length, get_engine, parallel
 from hadamrnn.models import LinearRNN
 from hadamrnn.quantized_layers import (
@@ -16,10 +16,6 @@ from hadamrnn.quantized_layers import (
     OrthogonalRecurrent,
     QuantizedOrthogonalRecurrent,
 )
-
-
-def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
 def _random_config(seed: int) -> dict:
@@ -55,9 +51,9 @@ def _outputs_and_gradients(model, x, engine):
 def _assert_engines_agree(model, x):
     y_seq, g_seq = _outputs_and_gradients(model, x, "sequential")
     y_par, g_par = _outputs_and_gradients(model, x, "parallel")
-    assert _relative(y_par, y_seq) <= 1e-4
+    assert relative_difference(y_par, y_seq) <= 1e-4
     for name in g_seq:
-        assert _relative(g_par[name], g_seq[name]) <= 1e-4, name
+        assert relative_difference(g_par[name], g_seq[name]) <= 1e-4, name
 
 
 @pytest.mark.parametrize("seed", range(24))
@@ -95,10 +91,10 @@ def _assert_engines_agree_against_float64(model, x):
     y_seq, g_seq = _outputs_and_gradients(model, x, "sequential")
     y_par, g_par = _outputs_and_gradients(model, x, "parallel")
     y_ref, g_ref = _outputs_and_gradients(copy.deepcopy(model).double(), x.double(), "sequential")
-    assert _relative(y_par, y_seq) <= 1e-4
+    assert relative_difference(y_par, y_seq) <= 1e-4
     for name, reference in g_ref.items():
-        assert _relative(g_par[name].double(), reference) <= 1e-4, name
-        assert _relative(g_seq[name].double(), reference) <= 1e-3, name
+        assert relative_difference(g_par[name].double(), reference) <= 1e-4, name
+        assert relative_difference(g_seq[name].double(), reference) <= 1e-3, name
 
 
 @pytest.mark.parametrize(
@@ -174,4 +170,4 @@ def test_sign_training_follows_the_same_path_with_both_engines(many_to_many):
     initial = start.recurrent.signs().detach()
     assert (signs_seq != initial).any(), "the test needs sign flips to compare"
     assert torch.equal(signs_par, signs_seq)
-    assert _relative(loss_par, loss_seq) <= 1e-8
+    assert relative_difference(loss_par, loss_seq) <= 1e-8

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from bnn_shared.testing import relative_difference
 from hadamrnn.config import load
 from hadamrnn.dataset_tools import load_splits
 from hadamrnn.getters import get_loss, get_model, get_optimizer
@@ -103,10 +104,6 @@ def _copy_setup(engine: str, seq_length: int = 40):
     return cfg, model, x.double(), y
 
 
-def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
-
-
 @pytest.mark.parametrize("engine", ["sequential", "parallel"])
 def test_loss_and_every_gradient_match_the_reference_computation(engine):
     cfg, model, x, y = _copy_setup(engine)
@@ -118,7 +115,7 @@ def test_loss_and_every_gradient_match_the_reference_computation(engine):
     theirs.backward()
     assert ours.item() == pytest.approx(theirs.item(), rel=1e-10)
     for mine, package in check.pairs(model):
-        assert _relative(package.grad, mine.grad) <= 1e-8
+        assert relative_difference(package.grad, mine.grad) <= 1e-8
 
 
 @pytest.mark.parametrize("engine", ["sequential", "parallel"])
@@ -137,5 +134,5 @@ def test_adam_steps_of_the_paper_config_follow_the_reference_computation(engine)
         F.cross_entropy(check(x[rows]).view(-1, 9), y[rows].view(-1)).backward()
         theirs.step()
     for mine, package in check.pairs(model):
-        assert _relative(package.detach(), mine.detach()) <= 1e-8
+        assert relative_difference(package.detach(), mine.detach()) <= 1e-8
     assert torch.equal(torch.sign(model.recurrent.s), torch.sign(check.s))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-__all__ = ["CPU_AND_CUDA", "skip_cuda_without_gpu"]
+__all__ = ["CPU_AND_CUDA", "relative_difference", "skip_cuda_without_gpu"]
 
 #: Device parameters: ``cpu`` always, ``cuda`` marked ``cuda`` so that it skips without a GPU
 #: (every package's conftest turns the ``cuda`` marker into a skip when CUDA is absent).
@@ -24,3 +24,8 @@ def skip_cuda_without_gpu(items) -> None:
     for item in items:
         if item.get_closest_marker("cuda") is not None:
             item.add_marker(skip)
+
+
+def relative_difference(a, b) -> float:
+    """``|a - b| / |b|`` in the Frobenius norm (``|b|`` floored at 1e-30), as a float."""
+    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
