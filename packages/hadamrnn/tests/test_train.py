@@ -78,6 +78,29 @@ def test_engines_give_the_same_training(tmp_path):
     assert abs(float(par[0]["train_loss"]) - float(seq[0]["train_loss"])) < 1e-4
 
 
+@pytest.mark.parametrize("allow", [True, False])
+def test_allow_tf32_holds_for_the_run_and_is_restored(tmp_path, monkeypatch, allow):
+    from hadamrnn import training
+
+    seen, train_epoch = [], training.train_epoch
+
+    def recording(*args, **kwargs):
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_epoch", recording)
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = not allow
+    try:
+        assert _train(tmp_path / "run", 1, f"TRAIN.ALLOW_TF32={allow}") == 0
+        after = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    assert seen == [(allow, allow)]
+    assert after == (not allow, not allow)
+    assert f"allow_tf32: {str(allow).lower()}" in (tmp_path / "run" / "config.yaml").read_text()
+
+
 def test_flags_and_aliases():
     args = build_parser().parse_args(
         [

@@ -96,6 +96,9 @@ class TrainConfig:
     gamma: float = 0.98  # StepLR factor per epoch
     step_size: int = 1
     torch_device: str = "auto"  # the reference configs say cuda:0
+    # CUDA: float32 matmuls and convolutions on TF32 tensor cores, the default of torch 1.7 to
+    # 1.11 on Ampere or newer GPUs (the reference ran torch 1.10 on cuda:0); no effect on CPU
+    allow_tf32: bool = False
     track_flips: bool = True
     max_batches: int | None = None  # cap on training batches per epoch (smoke runs, bench)
     eval_best: bool = False  # test the best-validation weights instead of the last ones

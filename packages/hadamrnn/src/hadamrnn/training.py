@@ -11,8 +11,10 @@ epoch, for ``--resume``) and ``best.pt`` (best validation).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +131,17 @@ def _score(metrics: dict[str, float]) -> float:
     return metrics["val_acc"] if "val_acc" in metrics else -metrics["val_loss"]
 
 
+@contextlib.contextmanager
+def tf32_matmuls(allow: bool) -> Iterator[None]:
+    """CUDA float32 matmuls and cuDNN convolutions in TF32 (``allow``) or not, restored after."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
 def run_training(
     cfg: Config,
     *,
@@ -156,7 +169,7 @@ def run_training(
     balanced = splits.name.startswith("glue") if balanced is None else balanced
     baseline = splits.extra.get("baseline_loss")
     use_wandb = cfg.use_wandb if wandb is None else wandb
-    with Run(
+    with tf32_matmuls(cfg.train.allow_tf32), Run(
         out_dir,
         as_dict(cfg),
         resume=resume,
