@@ -18,6 +18,9 @@ with the sequential engine, which the script sets::
     python scripts/hadamrnn_copy_tf32.py [--rounding nearest|truncate] -- \\
         --config configs/hadamrnn/copy.yaml --out-dir runs/copy_tf32 [--resume] [--set ...]
 
+On a CUDA GPU the real arithmetic needs no emulation: ``--set TRAIN.ALLOW_TF32=true`` with
+``python -m hadamrnn.train``.
+
 ``--rounding``: how float32 becomes TF32: ``nearest`` (ties to even; the default) or
 ``truncate`` (towards zero; torch's numerical-accuracy notes say that "only the first 10 bits
 of the input mantissa are read").

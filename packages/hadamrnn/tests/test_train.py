@@ -89,13 +89,9 @@ def test_allow_tf32_holds_for_the_run_and_is_restored(tmp_path, monkeypatch, all
         return train_epoch(*args, **kwargs)
 
     monkeypatch.setattr(training, "train_epoch", recording)
-    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = not allow
-    try:
+    with training.tf32_matmuls(not allow):  # the opposite setting outside the run
         assert _train(tmp_path / "run", 1, f"TRAIN.ALLOW_TF32={allow}") == 0
         after = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
     assert seen == [(allow, allow)]
     assert after == (not allow, not allow)
     assert f"allow_tf32: {str(allow).lower()}" in (tmp_path / "run" / "config.yaml").read_text()
