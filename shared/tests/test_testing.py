@@ -1,10 +1,10 @@
-"""bnn_shared.testing: the relative difference used by the packages' agreement tests."""
+"""bnn_shared.testing: the relative difference of the agreement tests and the golden-run check."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from bnn_shared.testing import relative_difference
+from bnn_shared.testing import RECORD_GOLDEN_ENV, check_golden, metric_rows, relative_difference
 
 
 def test_relative_difference_is_the_frobenius_ratio():
@@ -13,3 +13,46 @@ def test_relative_difference_is_the_frobenius_ratio():
     assert relative_difference(a, b) == pytest.approx(0.2)
     assert relative_difference(b, b) == 0.0
     assert relative_difference(torch.ones(2), torch.zeros(2)) == pytest.approx(2**0.5 * 1e30)
+
+
+class TestGolden:
+    ROWS = [{"epoch": 0, "train_loss": 0.5, "acc": 0.25}, {"test_acc": 0.75}]
+
+    def _record(self, tmp_path, monkeypatch):
+        path = tmp_path / "g.json"
+        monkeypatch.setenv(RECORD_GOLDEN_ENV, "1")
+        check_golden(self.ROWS, path)
+        monkeypatch.delenv(RECORD_GOLDEN_ENV)
+        return path
+
+    def test_records_then_accepts_the_same_rows(self, tmp_path, monkeypatch):
+        path = self._record(tmp_path, monkeypatch)
+        check_golden([dict(row) for row in self.ROWS], path)
+
+    def test_renamed_metrics_and_shifted_epochs(self, tmp_path, monkeypatch):
+        path = self._record(tmp_path, monkeypatch)
+        rows = [{"epoch": 1, "train/loss": 0.5, "acc": 0.25, "new": 3}, {"test_acc": 0.75}]
+        check_golden(rows, path, rename={"train_loss": "train/loss"}, epoch_offset=1)
+
+    @pytest.mark.parametrize(
+        "rows",
+        [
+            [{"epoch": 0, "train_loss": 0.5 + 1e-12, "acc": 0.25}, {"test_acc": 0.75}],
+            [{"epoch": 0, "acc": 0.25}, {"test_acc": 0.75}],
+            [{"epoch": 0, "train_loss": 0.5, "acc": 0.25}],
+        ],
+    )
+    def test_any_difference_fails(self, tmp_path, monkeypatch, rows):
+        path = self._record(tmp_path, monkeypatch)
+        with pytest.raises(AssertionError):
+            check_golden(rows, path)
+
+    def test_tolerance(self, tmp_path, monkeypatch):
+        path = self._record(tmp_path, monkeypatch)
+        rows = [{"epoch": 0, "train_loss": 0.5 + 1e-8, "acc": 0.25}, {"test_acc": 0.75}]
+        check_golden(rows, path, tolerance=1e-6)
+
+    def test_metric_rows_drop_timing_and_add_final(self, tmp_path):
+        (tmp_path / "metrics.csv").write_text("epoch,loss,seconds,time epoch\n1,0.5,2.0,3.0\n")
+        (tmp_path / "final.csv").write_text("test_acc,Seconds\n0.9,1.0\n")
+        assert metric_rows(tmp_path) == [{"epoch": 1, "loss": 0.5}, {"test_acc": 0.9}]
