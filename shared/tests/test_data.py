@@ -56,8 +56,7 @@ OFFLINE_SPLITS = [
 @pytest.fixture
 def scratch_registry(monkeypatch):
     """Registrations made by a test vanish after it."""
-    monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
-    monkeypatch.setattr(registry_module, "_ALIASES", dict(registry_module._ALIASES))
+    monkeypatch.setattr(registry_module, "DATASETS", registry_module.DATASETS.copy())
 
 
 @pytest.fixture

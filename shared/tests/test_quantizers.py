@@ -296,7 +296,7 @@ class TestRegistry:
             quantizers.NoOp(precision=0)
 
     def test_register(self, monkeypatch):
-        monkeypatch.setattr(quantizers, "_REGISTRY", dict(quantizers._REGISTRY))
+        monkeypatch.setattr(quantizers, "QUANTIZERS", quantizers.QUANTIZERS.copy())
 
         @quantizers.register("half", "halve")
         class Half(quantizers.Quantizer):

@@ -72,7 +72,7 @@ def test_unknown_key_names_the_key_and_the_file(tmp_path):
 def test_wrong_type_names_the_key_and_the_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("TRAIN:\n  LR: fast\n")
-    with pytest.raises(ConfigError, match=r"train\.lr.*float") as info:
+    with pytest.raises(ConfigError, match=r"train\.lr.*valid number") as info:
         load(path)
     assert str(path) in str(info.value)
 

@@ -1,22 +1,22 @@
-"""Dataclass configurations read from YAML and validated on load.
+"""One configuration model for every package: typed schemas validated by pydantic v2.
 
-A package describes its settings as (nested) dataclasses; :func:`load_config` reads a YAML
-file, applies ``KEY.SUB=value`` overrides from the command line and builds the dataclass.
-Every mistake is a :class:`~bnn_shared.errors.ConfigError` that names the key, its dotted
-path and the file: an unknown key (with close-match suggestions), a missing required key,
-or a value of the wrong type.
+A package describes its settings as (nested) :class:`ConfigModel` schemas (pydantic models
+with unknown keys forbidden). YAML files, command-line flags and ``--set KEY.SUB=value``
+overrides are three ways to fill the same schema: :func:`load_config` reads a YAML file and
+applies overrides, :func:`add_config_arguments` / :func:`config_from_arguments` turn every
+field into a flag. Every mistake is one :class:`~bnn_shared.errors.ConfigError` line that
+names the file and the dotted key: an unknown key (with close-match suggestions), a missing
+required key, or a value of the wrong type or out of range.
 
 Example::
 
-    @dataclass
-    class Optim:
-        lr: float = 1e-3
+    class Optim(ConfigModel):
+        lr: PositiveFloat = 1e-3
         betas: tuple[float, float] = (0.9, 0.999)
 
-    @dataclass
-    class Config:
-        hidden: int
-        optim: Optim = field(default_factory=Optim)
+    class Config(ConfigModel):
+        hidden: PositiveInt
+        optim: Optim = Field(default_factory=Optim)
 
     cfg = load_config("configs/copy.yaml", Config, overrides=["optim.lr=3e-4"])
 """
@@ -31,13 +31,15 @@ import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, TypeVar, Union
 
 import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from .errors import ConfigError
 
 __all__ = [
+    "ConfigModel",
     "add_config_arguments",
     "apply_overrides",
     "config_from_arguments",
@@ -46,6 +48,7 @@ __all__ = [
     "load_yaml",
     "parse_value",
     "to_dict",
+    "validation_message",
 ]
 
 T = TypeVar("T")
@@ -103,7 +106,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
     """Return a copy of ``data`` with ``"A.B.C=value"`` items applied in order.
 
     The value is parsed as YAML (:func:`parse_value`); missing intermediate mappings are
-    created. Unknown keys are reported later, when the dataclass is built.
+    created. Unknown keys are reported later, when the schema is built.
 
     Raises:
         ConfigError: an item has no ``=``, an empty key part, an unparsable value, or walks
@@ -132,7 +135,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
 
 
 def load_config(path: str | Path, cls: type[T], overrides: Iterable[str] = ()) -> T:
-    """Read ``path``, apply ``overrides`` and build the dataclass ``cls`` from it."""
+    """Read ``path``, apply ``overrides`` and build the schema ``cls`` from it."""
     overrides = list(overrides)
     data = apply_overrides(load_yaml(path), overrides)
     source = f"{path} (with overrides)" if overrides else str(path)
@@ -140,38 +143,129 @@ def load_config(path: str | Path, cls: type[T], overrides: Iterable[str] = ()) -
 
 
 # ---------------------------------------------------------------------------------------------
-# Dataclasses <-> mappings
+# Schemas: pydantic models <-> mappings
 # ---------------------------------------------------------------------------------------------
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "<dict>") -> T:
-    """Build the (nested) dataclass ``cls`` from ``data``, checking keys and types.
+class ConfigModel(BaseModel):
+    """Base of every configuration schema: pydantic v2, strict types, unknown keys forbidden.
 
-    Supported field types: ``int``, ``float`` (an int is accepted and converted), ``bool``,
-    ``str``, ``pathlib.Path`` (from a string), ``Optional[...]`` / ``X | None``, unions,
-    ``list[...]``, ``tuple[...]``, ``Literal[...]``, ``dict[str, ...]``, nested dataclasses
-    and ``Any``.
+    Fields are typed (``int``, ``float``, ``bool``, ``str``, ``Path``, ``X | None``,
+    ``Literal[...]``, lists, tuples, dicts, nested models); values are validated when the
+    model is built and when a field is assigned. Types are strict, as YAML gives them: a
+    string is not a number, a boolean is not an integer, ``2.0`` is not an integer (an
+    integer is a float, a YAML list a tuple and a string a path). Give each field a
+    ``description``: it is the help text of its command-line flag
+    (:func:`add_config_arguments`). Cross-field rules go in ``@model_validator(mode="after")``
+    methods that raise ``ValueError``; the message reaches the user as one line naming the
+    file.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, validate_assignment=True, validate_default=True
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _lists_as_tuples_strings_as_paths(cls, value: Any, info: ValidationInfo) -> Any:
+        tp = _flag_type(cls.model_fields[info.field_name].annotation)
+        if isinstance(value, list) and (typing.get_origin(tp) is tuple or tp is tuple):
+            return tuple(value)
+        if isinstance(value, str) and tp is Path:
+            return Path(value)
+        return value
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "<dict>") -> T:
+    """Build the schema ``cls`` (a :class:`ConfigModel`) from ``data``, validated.
 
     Args:
-        cls: the dataclass to build.
+        cls: the schema.
         data: the mapping, e.g. from :func:`load_yaml`.
         source: where ``data`` came from (a file name), quoted in every error.
 
     Raises:
-        ConfigError: unknown key (with suggestions), missing required key, or wrong type;
-            the message names the dotted key and ``source``.
+        ConfigError: one line naming ``source`` and, for each problem, the dotted key and what
+            is wrong: an unknown key (with close-match suggestions and the valid keys), a
+            missing required key, or a value of the wrong type or range.
     """
-    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
-        raise TypeError(f"from_dict needs a dataclass type, got {cls!r}")
-    return _build(cls, data, "", source)
+    if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+        raise TypeError(f"from_dict needs a pydantic model (ConfigModel), got {cls!r}")
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: the config must be a mapping of keys, got {_kind(data)}")
+    try:
+        return cls.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, cls, source)) from None
+
+
+def validation_message(exc: ValidationError, cls: type[BaseModel], source: str) -> str:
+    """One line for all the problems of a pydantic ``ValidationError`` of ``cls``."""
+    errors = sorted(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
+    problems = [_problem(error, cls) for error in errors]  # unknown keys first: typos explain
+    return f"{source}: " + "; ".join(dict.fromkeys(problems))
+
+
+def _problem(error: Mapping[str, Any], cls: type[BaseModel]) -> str:
+    loc = [part for part in error["loc"] if not (isinstance(part, str) and "[" in part)]
+    dotted = _dotted(loc)
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        return _unknown_key_message(str(loc[-1]), _dotted(loc[:-1]), _fields_at(cls, loc[:-1]))
+    if kind == "missing":
+        return f"missing required key {dotted!r}"
+    message = str(error["msg"])
+    if kind == "value_error":  # a model validator's ValueError: its text, without the prefix
+        message = message.removeprefix("Value error, ")
+        return message if not dotted else f"key {dotted!r}: {message}"
+    message = message.split(", got ")[0].split(", unable to")[0]
+    message = message[:1].lower() + message[1:]
+    message = message.removeprefix("input should be ").removeprefix("value should be ")
+    where = f"key {dotted!r}" if dotted else "the config"
+    return f"{where} must be {message}, got {_kind(value)} ({_short(value)})"
+
+
+def _dotted(loc: Iterable[Any]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _fields_at(cls: type[BaseModel], loc: list[Any]) -> list[str]:
+    """The field names of the (nested) model at ``loc``, for the unknown-key message."""
+    model: Any = cls
+    for part in loc:
+        info = getattr(model, "model_fields", {}).get(part)
+        if info is None:
+            return []
+        model = _model_of(info.annotation)
+    return list(getattr(model, "model_fields", {}))
+
+
+def _model_of(tp: Any) -> Any:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp
+    for arg in typing.get_args(tp):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def to_dict(obj: Any) -> Any:
-    """Turn a dataclass (or nested containers of them) into plain YAML/JSON data.
+    """Plain YAML/JSON data of a schema (or of containers of schemas or dataclasses).
 
     Tuples become lists and paths become strings, so that the result can be dumped with
     ``yaml.safe_dump`` and read back by :func:`from_dict`.
     """
+    if isinstance(obj, BaseModel):
+        return to_dict(obj.model_dump())
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, Mapping):
@@ -183,123 +277,14 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def _build(cls: type, data: Any, path: str, source: str) -> Any:
-    if not isinstance(data, Mapping):
-        where = f"key {path!r}" if path else "the config"
-        raise ConfigError(f"{source}: {where} must be a mapping of keys, got {_kind(data)}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    hints = typing.get_type_hints(cls)
-    for key in data:
-        if key not in fields:
-            raise ConfigError(_unknown_key_message(str(key), path, fields, source))
-    values = {}
-    for name, field in fields.items():
-        dotted = f"{path}.{name}" if path else name
-        if name in data:
-            values[name] = _convert(hints[name], data[name], dotted, source)
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{source}: missing required key {dotted!r}")
-    return cls(**values)
-
-
-def _unknown_key_message(key: str, path: str, fields: Mapping[str, Any], source: str) -> str:
+def _unknown_key_message(key: str, path: str, fields: list[str]) -> str:
     dotted = f"{path}.{key}" if path else key
-    message = f"{source}: unknown key {key!r} (at {dotted!r})"
-    close = difflib.get_close_matches(key, list(fields), n=3, cutoff=0.6)
+    message = f"unknown key {key!r} (at {dotted!r})"
+    close = difflib.get_close_matches(key, fields, n=3, cutoff=0.6)
     if close:
         message += "; did you mean " + " or ".join(repr(name) for name in close) + "?"
     where = f" under {path!r}" if path else ""
     return message + f" (valid keys{where}: {', '.join(fields) or 'none'})"
-
-
-def _convert(tp: Any, value: Any, path: str, source: str) -> Any:
-    """Check ``value`` against the type hint ``tp`` and convert it (int -> float, list -> tuple)."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any or tp is object:
-        return value
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return _build(tp, value, path, source)
-    if origin in (Union, types.UnionType):
-        return _convert_union(tp, args, value, path, source)
-    if origin is Literal:
-        if any(value == arg and type(value) is type(arg) for arg in args):
-            return value
-        choices = ", ".join(repr(arg) for arg in args)
-        raise ConfigError(f"{source}: key {path!r} must be one of {choices}, got {value!r}")
-    if origin in (list, tuple) or tp in (list, tuple):
-        return _convert_sequence(tp, origin or tp, args, value, path, source)
-    if origin is dict or tp is dict:
-        return _convert_mapping(tp, args, value, path, source)
-    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if tp is int and isinstance(value, bool):
-        raise _type_error(tp, value, path, source)
-    if tp is Path and isinstance(value, str | Path):
-        return Path(value)
-    if isinstance(tp, type) and isinstance(value, tp):
-        return value
-    raise _type_error(tp, value, path, source)
-
-
-def _convert_union(tp: Any, args: tuple, value: Any, path: str, source: str) -> Any:
-    if value is None and type(None) in args:
-        return None
-    for arg in args:
-        if arg is type(None):
-            continue
-        try:
-            return _convert(arg, value, path, source)
-        except ConfigError:
-            continue
-    raise _type_error(tp, value, path, source)
-
-
-def _convert_sequence(tp: Any, kind: type, args: tuple, value: Any, path: str, source: str):
-    if not isinstance(value, list | tuple):
-        raise _type_error(tp, value, path, source)
-    if kind is list or not args or (len(args) == 2 and args[1] is Ellipsis):
-        item_type = args[0] if args else Any
-        items = [_convert(item_type, v, f"{path}[{i}]", source) for i, v in enumerate(value)]
-        return items if kind is list else tuple(items)
-    if len(value) != len(args):
-        raise ConfigError(
-            f"{source}: key {path!r} must have {len(args)} items ({_type_name(tp)}), "
-            f"got {len(value)}: {value!r}"
-        )
-    pairs = enumerate(zip(args, value, strict=True))
-    return tuple(_convert(arg, v, f"{path}[{i}]", source) for i, (arg, v) in pairs)
-
-
-def _convert_mapping(tp: Any, args: tuple, value: Any, path: str, source: str) -> dict:
-    if not isinstance(value, Mapping):
-        raise _type_error(tp, value, path, source)
-    key_type, value_type = args if args else (Any, Any)
-    return {
-        _convert(key_type, k, f"{path}.<key>", source): _convert(
-            value_type, v, f"{path}.{k}", source
-        )
-        for k, v in value.items()
-    }
-
-
-def _type_error(tp: Any, value: Any, path: str, source: str) -> ConfigError:
-    return ConfigError(
-        f"{source}: key {path!r} must be {_type_name(tp)}, got {_kind(value)} ({value!r})"
-    )
-
-
-def _type_name(tp: Any) -> str:
-    if tp is type(None):
-        return "None"
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (Union, types.UnionType):
-        return " | ".join(_type_name(arg) for arg in args)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(arg) for arg in args)
-    if origin is not None:
-        inner = ", ".join("..." if arg is Ellipsis else _type_name(arg) for arg in args)
-        return f"{origin.__name__}[{inner}]"
-    return getattr(tp, "__name__", repr(tp))
 
 
 def _kind(value: Any) -> str:
@@ -319,28 +304,28 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def add_config_arguments(parser: Any, cls: type, *, prefix: str = "") -> None:
-    """Add one ``--key`` flag per field of the dataclass ``cls`` (nested: ``--outer.inner``).
+def add_config_arguments(parser: Any, cls: type[BaseModel], *, prefix: str = "") -> None:
+    """Add one ``--key`` flag per field of the schema ``cls`` (nested: ``--outer.inner``).
 
     Flags take their value as YAML (``--lr 1e-3``, ``--layers 2000 1000`` for lists,
     ``--flag true`` or bare ``--flag`` for booleans) and default to "not given", so that a
     config file's values are only overridden by the flags a user types. Collect them with
-    :func:`config_from_arguments`. Underscores in names may also be written as dashes.
+    :func:`config_from_arguments`. Underscores in names may also be written as dashes. A
+    field's ``description`` is its help text.
     """
-    for f in dataclasses.fields(cls):
-        name = f"{prefix}{f.name}"
-        tp = _resolve_field_type(cls, f)
-        if dataclasses.is_dataclass(tp):
+    for field_name, info in cls.model_fields.items():
+        name = f"{prefix}{field_name}"
+        tp = _flag_type(info.annotation)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
             add_config_arguments(parser, tp, prefix=f"{name}.")
             continue
         flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
-        help_text = f.metadata.get("help", "") if f.metadata else ""
         raw = tp is str or tp is Path  # taken as typed, not parsed as YAML
         kwargs: dict[str, Any] = {
             "dest": f"{'config_raw' if raw else 'config'}:{name}",
             "default": _NOT_GIVEN,
-            "metavar": f.name.upper(),
-            "help": help_text,
+            "metavar": field_name.upper(),
+            "help": info.description or "",
         }
         origin = typing.get_origin(tp)
         if tp is bool:
@@ -379,6 +364,8 @@ def config_from_arguments(
     source = str(path) if path else "the command line"
     if path and (given or overrides):
         source += " (with command-line values)"
+    elif overrides:
+        source += " (with --set values)"
     return from_dict(cls, data, source=source)
 
 
@@ -390,11 +377,10 @@ class _NotGiven:
 _NOT_GIVEN = _NotGiven()
 
 
-def _resolve_field_type(cls: type, f: dataclasses.Field) -> Any:
-    hints = typing.get_type_hints(cls)
-    tp = hints.get(f.name, f.type)
-    if typing.get_origin(tp) in (Union, types.UnionType):  # Optional[X] -> X for the flag shape
+def _flag_type(tp: Any) -> Any:
+    """``Optional[X]`` -> ``X``, for the shape of a flag."""
+    if typing.get_origin(tp) in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(args) == 1:
-            tp = args[0]
+            return args[0]
     return tp

@@ -19,8 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from .errors import BnnError, ConfigError
+from .registry import Registry
 
 __all__ = [
+    "QUANTIZERS",
     "Quantizer",
     "register",
     "get",
@@ -326,7 +328,8 @@ class Quantizer(nn.Module):
         return ", ".join(f"{key}={value!r}" for key, value in items.items())
 
 
-_REGISTRY: dict[str, type[Quantizer]] = {}
+#: Every quantizer class by name (the first alias given to :func:`register`) and alias.
+QUANTIZERS: Registry[type[Quantizer]] = Registry("quantizer")
 
 
 def register(*aliases: str) -> Callable[[type[Quantizer]], type[Quantizer]]:
@@ -344,10 +347,11 @@ def register(*aliases: str) -> Callable[[type[Quantizer]], type[Quantizer]]:
         if not (isinstance(cls, type) and issubclass(cls, Quantizer)):
             raise BnnError(f"register() expects a Quantizer subclass, got {cls!r}")
         for alias in aliases:
-            if _REGISTRY.get(alias, cls) is not cls:
-                raise BnnError(f"quantizer alias {alias!r} is already taken by {_REGISTRY[alias]}")
-        for alias in aliases:
-            _REGISTRY[alias] = cls
+            if alias in QUANTIZERS and QUANTIZERS.get(alias) is not cls:
+                raise BnnError(
+                    f"quantizer alias {alias!r} is already taken by {QUANTIZERS.get(alias)}"
+                )
+        QUANTIZERS.register(aliases[0], cls, aliases=aliases[1:])
         cls.alias = aliases[0]
         return cls
 
@@ -356,7 +360,7 @@ def register(*aliases: str) -> Callable[[type[Quantizer]], type[Quantizer]]:
 
 def available() -> list[str]:
     """Every registered alias, sorted (aliases of the same class each appear)."""
-    return sorted(_REGISTRY)
+    return sorted([*QUANTIZERS.names(), *QUANTIZERS.aliases()])
 
 
 def get(identifier: Any, **kwargs: Any) -> Quantizer | None:
@@ -382,9 +386,7 @@ def get(identifier: Any, **kwargs: Any) -> Quantizer | None:
             )
         return identifier
     if isinstance(identifier, str):
-        if identifier not in _REGISTRY:
-            raise BnnError(f"unknown quantizer {identifier!r}; available: {', '.join(available())}")
-        cls = _REGISTRY[identifier]
+        cls = QUANTIZERS.get(identifier)
     elif isinstance(identifier, type) and issubclass(identifier, Quantizer):
         cls = identifier
     elif callable(identifier):

@@ -1,4 +1,4 @@
-"""Training configuration of ``python -m dwn.train``: one dataclass, validated on load.
+"""Training configuration of ``python -m dwn.train``: one schema, validated on load.
 
 Every key is also a command-line flag (``--lr 1e-3``, ``--layers 2000 1000``); a YAML file
 given with ``--config`` sets the base values (``configs/dwn/*.yaml``).
@@ -6,10 +6,10 @@ given with ``--config`` sets the base values (``configs/dwn/*.yaml``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Literal
 
-from bnn_shared.errors import ConfigError
+from bnn_shared.config import ConfigModel
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 __all__ = ["TrainConfig"]
 
@@ -17,51 +17,47 @@ Encoder = Literal["thermometer", "gaussian", "distributive"]
 Mapping = Literal["random", "arange", "learnable"]
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
-@dataclass
-class TrainConfig:
+class TrainConfig(ConfigModel):
     """Settings of one DWN training run (defaults: the reference MNIST example)."""
 
-    dataset: str = field(default="mnist", metadata=_help("mnist, fashion_mnist, digits, jsc"))
-    encoder: Encoder = field(default="distributive", metadata=_help("thermometer kind"))
-    bits: int = field(default=3, metadata=_help("thermometer bits per feature"))
-    feature_wise: bool = field(default=True, metadata=_help("one threshold set per feature"))
-    layers: list[int] = field(
-        default_factory=lambda: [2000, 1000], metadata=_help("LUTs per layer")
-    )
-    n: int = field(default=6, metadata=_help("inputs per LUT"))
-    mapping: list[Mapping] = field(
+    dataset: str = Field("mnist", description="mnist, fashion_mnist, digits, jsc")
+    encoder: Encoder = Field("distributive", description="thermometer kind")
+    bits: int = Field(3, description="thermometer bits per feature")
+    feature_wise: bool = Field(True, description="one threshold set per feature")
+    layers: list[int] = Field(default_factory=lambda: [2000, 1000], description="LUTs per layer")
+    n: int = Field(6, description="inputs per LUT")
+    mapping: list[Mapping] = Field(
         default_factory=lambda: ["learnable", "random"],
-        metadata=_help("wiring per layer (one value applies to every layer)"),
+        description="wiring per layer (one value applies to every layer)",
     )
-    lm_tau: float = field(default=0.001, metadata=_help("LearnableMapping softmax temperature"))
-    tau: float = field(default=1 / 0.3, metadata=_help("GroupSum temperature"))
-    alpha: float | None = field(default=None, metadata=_help("EFD alpha (None: 0.5*0.75^(n-1))"))
-    beta: float | None = field(default=None, metadata=_help("EFD beta (None: 1/3)"))
-    efd: Literal["code", "paper"] = field(
-        default="code", metadata=_help("EFD weighting: reference code (beta^H) or paper (1/(H+1))")
+    lm_tau: float = Field(0.001, description="LearnableMapping softmax temperature")
+    tau: float = Field(1 / 0.3, description="GroupSum temperature")
+    alpha: float | None = Field(None, description="EFD alpha (None: 0.5*0.75^(n-1))")
+    beta: float | None = Field(None, description="EFD beta (None: 1/3)")
+    efd: Literal["code", "paper"] = Field(
+        "code", description="EFD weighting: reference code (beta^H) or paper (1/(H+1))"
     )
-    backend: Literal["auto", "torch", "cpp", "cuda"] = field(
-        default="auto", metadata=_help("EFD kernel backend")
+    backend: Literal["auto", "torch", "cpp", "cuda"] = Field(
+        "auto", description="EFD kernel backend"
     )
-    epochs: int = field(default=30, metadata=_help("training epochs"))
-    batch_size: int = field(default=32, metadata=_help("training batch size"))
-    test_batch_size: int = field(default=1000, metadata=_help("evaluation batch size"))
-    lr: float = field(default=1e-2, metadata=_help("Adam learning rate"))
-    step_size: int = field(default=14, metadata=_help("StepLR step (epochs)"))
-    gamma: float = field(default=0.1, metadata=_help("StepLR factor"))
-    train_size: float = field(default=0.8, metadata=_help("jsc: train share of the split"))
-    seed: int = field(default=0, metadata=_help("seed of weights, wiring and shuffling"))
-    export: bool = field(
-        default=True, metadata=_help("export the trained model and check the compiled copy")
-    )
+    epochs: int = Field(30, description="training epochs")
+    batch_size: int = Field(32, description="training batch size")
+    test_batch_size: int = Field(1000, description="evaluation batch size")
+    lr: float = Field(1e-2, description="Adam learning rate")
+    step_size: int = Field(14, description="StepLR step (epochs)")
+    gamma: float = Field(0.1, description="StepLR factor")
+    train_size: float = Field(0.8, description="jsc: train share of the split")
+    seed: int = Field(0, description="seed of weights, wiring and shuffling")
+    export: bool = Field(True, description="export the trained model and check the compiled copy")
 
-    def __post_init__(self) -> None:
-        if len(self.mapping) == 1:
-            self.mapping = self.mapping * len(self.layers)
+    @field_validator("mapping")
+    @classmethod
+    def _one_mapping_for_every_layer(cls, mapping: list[str], info: ValidationInfo) -> list[str]:
+        layers = info.data.get("layers")
+        return mapping * len(layers) if layers and len(mapping) == 1 else mapping
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
         checks = [
             (self.bits >= 1, "bits must be >= 1"),
             (1 <= self.n <= 10, "n must be in 1..10"),
@@ -73,4 +69,5 @@ class TrainConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ConfigError(f"dwn config: {message}")
+                raise ValueError(f"dwn config: {message}")
+        return self

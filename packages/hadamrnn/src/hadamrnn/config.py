@@ -14,18 +14,17 @@ and ignored.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from bnn_shared.config import apply_overrides, from_dict, load_yaml, to_dict
+from bnn_shared.config import ConfigModel, apply_overrides, from_dict, load_yaml, to_dict
 from bnn_shared.errors import ConfigError
+from pydantic import Field, model_validator
 
 __all__ = ["Config", "DatasetConfig", "ModelConfig", "TrainConfig", "load", "lower_keys"]
 
 
-@dataclass
-class DatasetConfig:
+class DatasetConfig(ConfigModel):
     """``DATASET``: which data and how much of it."""
 
     name: str = "sdigits"  # copy_task, pmnist, smnist, sdigits, pdigits, imdb, glue (aliases ok)
@@ -41,8 +40,7 @@ class DatasetConfig:
     vocab_size: int = 10000  # imdb: keep the most frequent words (Keras num_words)
 
 
-@dataclass
-class ModelConfig:
+class ModelConfig(ConfigModel):
     """``MODEL``: architecture; ``name`` picks the model (see ``getters.MODELS``)."""
 
     name: str = "hadamrnn"  # hadamrnn (BinadamSSM), ornn, qornn, lstm
@@ -75,8 +73,7 @@ class ModelConfig:
     activation_final: Any = None
 
 
-@dataclass
-class TrainConfig:
+class TrainConfig(ConfigModel):
     """``TRAIN``: optimisation and evaluation."""
 
     loss_fn: str = "cross_entropy"  # cross_entropy or bce_with_logits
@@ -109,17 +106,17 @@ class TrainConfig:
     get_gradients: Any = None
 
 
-@dataclass
-class Config:
+class Config(ConfigModel):
     """A whole run: ``PROJECT``, ``USE_WANDB`` and the three sections."""
 
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
     project: str = "hadamRNN_quantized"
     use_wandb: bool = False
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> Config:
         model = self.model
         if not model.single_layer:
             raise ConfigError("MODEL.SINGLE_LAYER: only single-layer models exist (True)")
@@ -142,6 +139,7 @@ class Config:
                 raise ConfigError(f"{key.upper()} must be >= 1, got {value}")
         if self.train.n_epochs < 0:
             raise ConfigError(f"TRAIN.N_EPOCHS must be >= 0, got {self.train.n_epochs}")
+        return self
 
 
 def lower_keys(data: Any) -> Any:

@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import BnnError, ConfigError, DatasetNotFoundError, MissingDependencyError
+from ..registry import Registry, normalize_name
 
 __all__ = [
     "TASKS",
@@ -200,13 +201,9 @@ class _Entry:
     modules: tuple[str, ...]
 
 
-_REGISTRY: dict[str, _Entry] = {}
-_ALIASES: dict[str, str] = {}
+#: Every dataset by name and alias (an entry holds its info, builder and requirements).
+DATASETS: Registry[_Entry] = Registry("dataset", flag="--dataset")
 _plugins_loaded = False
-
-
-def _normalize(name: str) -> str:
-    return str(name).strip().lower().replace("-", "_")
 
 
 def register_dataset(
@@ -235,7 +232,7 @@ def register_dataset(
         modules: the modules to check for ``requires``; default: the extra's known modules.
         aliases: more names for the same dataset.
     """
-    key = _normalize(name)
+    key = normalize_name(name)
     if info is None:
         if input_shape is None or num_classes is None:
             raise ConfigError(f"register_dataset({name!r}) needs input_shape and num_classes")
@@ -246,14 +243,14 @@ def register_dataset(
     checked = tuple(modules) if modules is not None else EXTRA_MODULES.get(requires or "", ())
 
     def decorator(builder: Builder) -> Builder:
-        previous = _REGISTRY.get(key)
+        previous = DATASETS.get(key) if key in DATASETS else None
         if previous is not None and _qualname(previous.builder) != _qualname(builder):
             raise BnnError(
                 f"dataset {key!r} is already registered by {_qualname(previous.builder)}"
             )
-        _REGISTRY[key] = _Entry(info, builder, requires, checked)
-        for alias in aliases:
-            _ALIASES[_normalize(alias)] = key
+        # the same builder again (its module reloaded) replaces its entry
+        entry = _Entry(info, builder, requires, checked)
+        DATASETS.register(key, entry, aliases=aliases, replace=True)
         return builder
 
     return decorator
@@ -279,9 +276,7 @@ def _load_plugins() -> None:
 
 
 def _find(name: str) -> _Entry | None:
-    key = _normalize(name)
-    key = _ALIASES.get(key, key)
-    return _REGISTRY.get(key)
+    return DATASETS.get(name) if name in DATASETS else None
 
 
 def _lookup(name: str) -> _Entry:
@@ -290,14 +285,14 @@ def _lookup(name: str) -> _Entry:
         _load_plugins()
         entry = _find(name)
     if entry is None:
-        raise BnnError(f"unknown dataset {name!r}; available: {', '.join(available_datasets())}")
+        raise ConfigError(DATASETS.unknown_message(name))
     return entry
 
 
 def available_datasets() -> list[str]:
     """The canonical names of all registered datasets, sorted."""
     _load_plugins()
-    return sorted(_REGISTRY)
+    return DATASETS.names()
 
 
 def dataset_info(name: str) -> DatasetInfo:
