@@ -72,6 +72,8 @@ class DatasetInfo:
         task: one of :data:`TASKS`.
         splits: the split names :func:`load_dataset` accepts, e.g. ``("train", "val", "test")``.
         extra: dataset-specific facts (seeds, baselines, sequence lengths).
+        mean, std: per-channel statistics of the training images in [0, 1], for
+            normalisation (:func:`~bnn_shared.data.load_tensors`); None when not defined.
     """
 
     name: str
@@ -80,6 +82,8 @@ class DatasetInfo:
     task: str = "classification"
     splits: tuple[str, ...] = ("train", "test")
     extra: dict[str, Any] = field(default_factory=dict)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
@@ -214,6 +218,8 @@ def register_dataset(
     task: str = "classification",
     splits: Sequence[str] = ("train", "test"),
     extra: dict[str, Any] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     info: DatasetInfo | None = None,
     requires: str | None = None,
     modules: Sequence[str] | None = None,
@@ -222,7 +228,8 @@ def register_dataset(
     """Decorator registering ``builder(split, root, download, **kwargs)`` under ``name``.
 
     Give the metadata either as ``info=DatasetInfo(...)`` or as the fields ``input_shape``,
-    ``num_classes``, ``task``, ``splits`` and ``extra`` (see :class:`DatasetInfo`).
+    ``num_classes``, ``task``, ``splits``, ``extra``, ``mean`` and ``std`` (see
+    :class:`DatasetInfo`).
 
     Args:
         name: the name; case-insensitive, ``-`` and ``_`` are the same.
@@ -237,7 +244,8 @@ def register_dataset(
         if input_shape is None or num_classes is None:
             raise ConfigError(f"register_dataset({name!r}) needs input_shape and num_classes")
         info = DatasetInfo(key, tuple(input_shape), int(num_classes), task, tuple(splits))
-        info = replace(info, extra=dict(extra or {}))
+        stats = {"mean": tuple(mean) if mean else None, "std": tuple(std) if std else None}
+        info = replace(info, extra=dict(extra or {}), **stats)
     else:
         info = replace(info, name=key)
     checked = tuple(modules) if modules is not None else EXTRA_MODULES.get(requires or "", ())

@@ -129,25 +129,46 @@ def mnist_tensors(
     return dataset.data, dataset.targets.long()
 
 
-@register_dataset("mnist", input_shape=(1, 28, 28), num_classes=10)
+@register_dataset("mnist", input_shape=(1, 28, 28), num_classes=10, mean=(0.1307,), std=(0.3081,))
 def mnist(split, root, download, *, transform=None, target_transform=None):
     """MNIST digits, 60,000 train / 10,000 test, 1x28x28 in [0, 1] (default ToTensor)."""
     return _split_images("mnist", root, split, download, transform, target_transform)
 
 
-@register_dataset("fashion_mnist", input_shape=(1, 28, 28), num_classes=10)
+@register_dataset(
+    "fashion_mnist",
+    input_shape=(1, 28, 28),
+    num_classes=10,
+    mean=(0.2860,),
+    std=(0.3530,),
+    aliases=("fashionmnist", "fmnist"),
+)
 def fashion_mnist(split, root, download, *, transform=None, target_transform=None):
     """Fashion-MNIST, 60,000 train / 10,000 test, 1x28x28 in [0, 1] (default ToTensor)."""
     return _split_images("fashion_mnist", root, split, download, transform, target_transform)
 
 
-@register_dataset("cifar10", input_shape=(3, 32, 32), num_classes=10)
+@register_dataset(
+    "cifar10",
+    input_shape=(3, 32, 32),
+    num_classes=10,
+    mean=(0.4914, 0.4822, 0.4465),
+    std=(0.247, 0.243, 0.261),
+    aliases=("cifar_10",),
+)
 def cifar10(split, root, download, *, transform=None, target_transform=None):
     """CIFAR-10, 50,000 train / 10,000 test, 3x32x32 in [0, 1] (default ToTensor)."""
     return _split_images("cifar10", root, split, download, transform, target_transform)
 
 
-@register_dataset("cifar100", input_shape=(3, 32, 32), num_classes=100)
+@register_dataset(
+    "cifar100",
+    input_shape=(3, 32, 32),
+    num_classes=100,
+    mean=(0.5071, 0.4865, 0.4409),
+    std=(0.2673, 0.2564, 0.2762),
+    aliases=("cifar_100",),
+)
 def cifar100(split, root, download, *, transform=None, target_transform=None):
     """CIFAR-100 (fine labels), 50,000 train / 10,000 test, 3x32x32 in [0, 1] (ToTensor)."""
     return _split_images("cifar100", root, split, download, transform, target_transform)
@@ -158,6 +179,8 @@ def cifar100(split, root, download, *, transform=None, target_transform=None):
     input_shape=(3, 224, 224),
     num_classes=10,
     extra={"sizes": tuple(IMAGENETTE_FOLDERS), "default_transform": "Resize(256), CenterCrop(224)"},
+    mean=(0.485, 0.456, 0.406),  # ImageNet's
+    std=(0.229, 0.224, 0.225),
 )
 def imagenette(split, root, download, *, size="320px", transform=None, target_transform=None):
     """Imagenette (10 ImageNet classes); ``test`` is its official ``val`` split.
