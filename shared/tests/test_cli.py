@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
-from bnn_shared.cli import add_common_arguments, run_cli
+from bnn_shared.cli import add_common_arguments, run_cli, run_settings
 from bnn_shared.errors import BnnError, ConfigError
 
-ALL_FLAGS = ["data_dir", "download", "out_dir", "resume", "seed", "device", "wandb", "quiet"]
+ALL_FLAGS = [
+    "data_dir",
+    "download",
+    "out_dir",
+    "resume",
+    "seed",
+    "device",
+    "wandb",
+    "quiet",
+    "overrides",
+]
 
 
 class TestCommonArguments:
@@ -23,6 +34,7 @@ class TestCommonArguments:
             "quiet": False,
             "seed": 0,
             "device": "auto",
+            "overrides": [],
         }
 
     def test_values_and_custom_defaults(self):
@@ -39,11 +51,19 @@ class TestCommonArguments:
             ({"data": False}, {"data_dir", "download"}),
             ({"tracking": False}, {"out_dir", "resume", "wandb", "quiet"}),
             ({"runtime": False}, {"seed", "device"}),
+            ({"overrides": False}, {"overrides"}),
         ],
     )
     def test_groups_are_optional(self, groups, absent):
         args = add_common_arguments(argparse.ArgumentParser(), **groups).parse_args([])
         assert set(vars(args)) == set(ALL_FLAGS) - absent
+
+    def test_set_collects_overrides_and_settings_come_from_the_flags(self):
+        parser = add_common_arguments(argparse.ArgumentParser())
+        args = parser.parse_args(["--set", "lr=1e-3", "a.b=2", "--out-dir", "o", "--set", "c=1"])
+        assert args.overrides == ["lr=1e-3", "a.b=2", "c=1"]
+        settings = run_settings(args, quiet=True)
+        assert settings.out_dir == Path("o") and settings.quiet and settings.device == "auto"
 
     def test_flags_a_package_defines_are_left_alone(self):
         parser = argparse.ArgumentParser()

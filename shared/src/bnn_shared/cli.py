@@ -27,7 +27,7 @@ from typing import Any
 from .errors import BnnError
 from .utils import keep_freed_memory
 
-__all__ = ["add_common_arguments", "run_cli", "INTERRUPTED_EXIT_CODE"]
+__all__ = ["add_common_arguments", "run_cli", "run_settings", "INTERRUPTED_EXIT_CODE"]
 
 #: Exit status after Ctrl-C, as a shell reports for SIGINT (128 + 2).
 INTERRUPTED_EXIT_CODE = 130
@@ -42,6 +42,7 @@ def add_common_arguments(
     data: bool = True,
     tracking: bool = True,
     runtime: bool = True,
+    overrides: bool = True,
 ) -> argparse.ArgumentParser:
     """Add the shared flags to ``parser``, each in a titled group, and return the parser.
 
@@ -56,6 +57,7 @@ def add_common_arguments(
         data: add ``--data-dir`` and ``--download``.
         tracking: add ``--out-dir``, ``--resume``, ``--wandb`` and ``--quiet``.
         runtime: add ``--seed`` and ``--device``.
+        overrides: add ``--set KEY=VALUE ...`` (config overrides, collected in ``overrides``).
     """
     if data:
         group = parser.add_argument_group("data")
@@ -78,6 +80,18 @@ def add_common_arguments(
         )
         _add(group, "--wandb", action="store_true", help="also log to Weights & Biases")
         _add(group, "--quiet", action="store_true", help="no progress bars or summary line")
+    if overrides:
+        group = parser.add_argument_group("configuration")
+        _add(
+            group,
+            "--set",
+            dest="overrides",
+            nargs="+",
+            action="extend",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override config keys (dotted for nested ones), e.g. --set lr=1e-3 epochs=2",
+        )
     if runtime:
         group = parser.add_argument_group("runtime")
         _add(group, "--seed", type=int, default=seed, help="random seed (default: %(default)s)")
@@ -88,6 +102,15 @@ def add_common_arguments(
             help="auto, cpu, cuda, cuda:N, or N (-1: CPU) (default: %(default)s)",
         )
     return parser
+
+
+def run_settings(args: argparse.Namespace, **changes: Any):
+    """The :class:`~bnn_shared.runner.RunSettings` of parsed common flags (``changes`` win)."""
+    from .runner import RunSettings
+
+    names = RunSettings.model_fields
+    values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    return RunSettings(**{**values, **changes})
 
 
 def _add(group: Any, flag: str, **kwargs: Any) -> None:
