@@ -133,3 +133,29 @@ class TestRunCli:
         with pytest.raises(SystemExit) as info:
             raise SystemExit(run_cli(lambda argv: 0))
         assert info.value.code == 0
+
+
+class TestOneLineErrors:
+    def test_multi_line_user_errors_become_one_line(self, capsys):
+        def main(argv):
+            raise ConfigError("first\n  second   part\n\nthird")
+
+        assert run_cli(main, []) == 2
+        assert capsys.readouterr().err == "error: first | second part | third\n"
+
+    def test_torch_runtime_errors_become_one_line(self, capsys):
+        import torch
+
+        def main(argv):
+            torch.nn.Linear(4, 5)(torch.zeros(2, 3))  # a model that does not fit its data
+
+        assert run_cli(main, []) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "shapes" in err
+
+    def test_other_runtime_errors_keep_their_traceback(self):
+        def main(argv):
+            raise RuntimeError("a bug of ours")
+
+        with pytest.raises(RuntimeError, match="a bug of ours"):
+            run_cli(main, [])

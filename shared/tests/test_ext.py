@@ -316,3 +316,16 @@ class TestLoaderProcess:
         assert report["load"] is False
         assert report["status"]["error"]
         assert report["packed"] == [0b101]
+
+
+def test_the_ext_command_parses_its_arguments(capsys):
+    from bnn_shared.ext.__main__ import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--bogus"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --bogus" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0 and "BNN_SHARED_EXT" in capsys.readouterr().out

@@ -8,8 +8,15 @@ import torch
 import yaml
 from bnn_shared.config import ConfigModel
 from bnn_shared.data import load_tensors
-from bnn_shared.errors import BnnError
-from bnn_shared.runner import Experiment, NonFiniteLossError, RunSettings, fit, resolve_device
+from bnn_shared.errors import BnnError, ConfigError
+from bnn_shared.runner import (
+    Experiment,
+    NonFiniteLossError,
+    RunSettings,
+    check_out_dir,
+    fit,
+    resolve_device,
+)
 from bnn_shared.testing import metric_rows
 from pydantic import Field
 from torch import nn
@@ -105,3 +112,33 @@ def test_a_numbered_gpu_without_cuda_falls_back_to_the_cpu(capsys):
     assert capsys.readouterr().err.count("\n") == 1
     with pytest.raises(BnnError, match="no CUDA GPU"):
         resolve_device("cuda")
+
+
+class TestOutDir:
+    def _files(self, root):
+        return sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*"))
+
+    @pytest.mark.parametrize(
+        ("make", "message"),
+        [
+            (lambda root: (root / "f").write_text("x") and root / "f", "is a file"),
+            (lambda root: (root / "f").write_text("x") and root / "f" / "run", "which is a file"),
+        ],
+    )
+    def test_bad_out_dir_is_one_error_and_nothing_changes(self, tmp_path, make, message):
+        out_dir = make(tmp_path)
+        before = self._files(tmp_path)
+        settings = RunSettings(out_dir=out_dir, quiet=True, device="cpu")
+        with pytest.raises(ConfigError, match=f"--out-dir .*{message}"):
+            fit(Toy(ToyConfig()), settings)
+        assert self._files(tmp_path) == before
+
+    def test_not_writable(self, tmp_path, monkeypatch):
+        monkeypatch.setattr("bnn_shared.runner.os.access", lambda path, mode: False)
+        with pytest.raises(ConfigError, match="is not writable"):
+            check_out_dir(tmp_path / "run")
+
+    def test_resume_needs_the_directory(self, tmp_path):
+        with pytest.raises(ConfigError, match="--resume: there is no run directory"):
+            check_out_dir(tmp_path / "run", resume=True)
+        assert not (tmp_path / "run").exists()

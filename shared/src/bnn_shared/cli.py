@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 from .errors import BnnError
 from .utils import keep_freed_memory
 
-__all__ = ["add_common_arguments", "run_cli", "run_settings", "INTERRUPTED_EXIT_CODE"]
+__all__ = ["add_common_arguments", "one_line", "run_cli", "run_settings", "INTERRUPTED_EXIT_CODE"]
 
 #: Exit status after Ctrl-C, as a shell reports for SIGINT (128 + 2).
 INTERRUPTED_EXIT_CODE = 130
@@ -113,6 +114,22 @@ def run_settings(args: argparse.Namespace, **changes: Any):
     return RunSettings(**{**values, **changes})
 
 
+def one_line(message: str) -> str:
+    """``message`` on one line: torch's multi-line texts joined, runs of blanks shortened."""
+    lines = [" ".join(line.split()) for line in str(message).splitlines()]
+    return " | ".join(line for line in lines if line) or "unknown error"
+
+
+def _raised_in_torch(err: BaseException) -> bool:
+    """Whether the innermost frame of ``err``'s traceback is inside the torch package."""
+    traceback = err.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    if traceback is None:
+        return False
+    return f"{os.sep}torch{os.sep}" in traceback.tb_frame.f_code.co_filename
+
+
 def _add(group: Any, flag: str, **kwargs: Any) -> None:
     """Add ``flag`` unless the parser already defines it."""
     with contextlib.suppress(argparse.ArgumentError):
@@ -122,8 +139,10 @@ def _add(group: Any, flag: str, **kwargs: Any) -> None:
 def run_cli(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> int:
     """Call ``main(argv)`` and turn its outcome into an exit status.
 
-    * a :class:`~bnn_shared.errors.BnnError`: prints ``error: <message>`` on stderr, no
-      traceback, and returns its ``exit_code`` (2);
+    * a :class:`~bnn_shared.errors.BnnError`: prints ``error: <message>`` on stderr on one
+      line, no traceback, and returns its ``exit_code`` (2);
+    * a ``RuntimeError`` raised inside torch (a shape that does not fit, say): its multi-line
+      text on one ``error:`` line, exit code 2 (``BNN_TRACEBACK=1`` shows the traceback);
     * Ctrl-C: says that the last checkpoint is kept and ``--resume`` continues, returns 130;
     * otherwise returns ``main``'s integer result, or 0 when it returns something else.
 
@@ -136,8 +155,13 @@ def run_cli(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | N
     try:
         result = main(argv)
     except BnnError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
+        print(f"error: {one_line(str(err))}", file=sys.stderr, flush=True)
         return err.exit_code
+    except RuntimeError as err:
+        if not _raised_in_torch(err) or os.environ.get("BNN_TRACEBACK") == "1":
+            raise
+        print(f"error: {one_line(str(err))}", file=sys.stderr, flush=True)
+        return 2
     except KeyboardInterrupt:
         print(
             "\ninterrupted: the last checkpoint is kept; run the same command with --resume "

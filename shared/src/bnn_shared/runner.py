@@ -45,6 +45,7 @@ Example (a whole package's training)::
 from __future__ import annotations
 
 import math
+import os
 import secrets
 import sys
 import time
@@ -67,6 +68,7 @@ __all__ = [
     "Experiment",
     "NonFiniteLossError",
     "RunSettings",
+    "check_out_dir",
     "fit",
     "resolve_device",
 ]
@@ -247,6 +249,28 @@ def resolve_device(spec: str | int | None) -> torch.device:
     return parse_device(text)
 
 
+def check_out_dir(path: str | os.PathLike, *, resume: bool = False) -> Path:
+    """Check, before anything is written, that ``path`` can be the run directory.
+
+    Raises:
+        ConfigError: ``path`` is a file, lies under a file, is not writable, or (with
+            ``resume``) does not exist; the message names ``--out-dir``.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out-dir {path} is a file; give a directory for the run")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--out-dir {path} lies under {existing}, which is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out-dir {path} is not writable (no write permission on {existing})")
+    if resume and not path.is_dir():
+        raise ConfigError(f"--resume: there is no run directory {path}; start without --resume")
+    return path
+
+
 def fit(experiment: Experiment, settings: RunSettings) -> dict[str, Any]:
     """Run ``experiment`` to the end in ``settings.out_dir``; returns the final metrics.
 
@@ -254,6 +278,7 @@ def fit(experiment: Experiment, settings: RunSettings) -> dict[str, Any]:
         BnnError: a user error (bad settings, missing files, a loss that is not finite,
             a checkpoint that does not fit); the CLI prints it as one line, exit code 2.
     """
+    check_out_dir(settings.out_dir, resume=settings.resume)
     device = resolve_device(settings.device)
     seed = _choose_seed(experiment, settings)
     seed_everything(seed)
