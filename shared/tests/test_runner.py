@@ -3,14 +3,16 @@ that resume reuses, NaN detection that keeps the last good checkpoint, device fa
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
-from bnn_shared.config import ConfigModel
-from bnn_shared.data import load_tensors
 from bnn_shared.errors import BnnError, ConfigError
 from bnn_shared.runner import (
-    Experiment,
     NonFiniteLossError,
     RunSettings,
     check_out_dir,
@@ -18,48 +20,12 @@ from bnn_shared.runner import (
     resolve_device,
 )
 from bnn_shared.testing import metric_rows
-from pydantic import Field
-from torch import nn
 
-
-class ToyConfig(ConfigModel):
-    epochs: int = Field(3, ge=0)
-    lr: float = Field(0.05, gt=0)
-    batch_size: int = Field(64, ge=1)
-    seed: int | None = 0
-    nan_at_epoch: int = 0  # make the loss NaN in this epoch (0: never)
-
-
-class Toy(Experiment):
-    """Softmax regression on digits."""
-
-    project = "toy"
-    resume_ignored = frozenset({"nan_at_epoch"})
-
-    def setup(self, ctx):
-        self.x, self.y, _ = load_tensors("digits", "train")
-        self.x_test, self.y_test, _ = load_tensors("digits", "test")
-        self.model = nn.Linear(64, 10).to(ctx.device)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.config.lr)
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, 1, 0.5)
-
-    def train_epoch(self, epoch, ctx):
-        total = 0.0
-        for step, idx in enumerate(ctx.batches(len(self.y), self.config.batch_size)):
-            loss = nn.functional.cross_entropy(self.model(self.x[idx].flatten(1)), self.y[idx])
-            if epoch == self.config.nan_at_epoch:
-                loss = loss * float("nan")
-            ctx.check_loss(loss, step)
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            total += loss.item() * len(idx)
-        return {"train/loss": total / len(self.y), "lr": self.optimizer.param_groups[0]["lr"]}
-
-    def evaluate(self, epoch, ctx):
-        with torch.no_grad():
-            out = self.model(self.x_test.flatten(1))
-        return {"test/accuracy": (out.argmax(1) == self.y_test).float().mean().item()}
+TOY_SCRIPT = Path(__file__).with_name("runner_toy.py")
+_spec = importlib.util.spec_from_file_location("runner_toy", TOY_SCRIPT)
+runner_toy = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(runner_toy)
+Toy, ToyConfig = runner_toy.Toy, runner_toy.ToyConfig
 
 
 def _fit(tmp_path, name="run", resume=False, **config):
@@ -142,3 +108,40 @@ class TestOutDir:
         with pytest.raises(ConfigError, match="--resume: there is no run directory"):
             check_out_dir(tmp_path / "run", resume=True)
         assert not (tmp_path / "run").exists()
+
+
+def _torchrun(out_dir, *args, nproc=2):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc-per-node={nproc}", str(TOY_SCRIPT), str(out_dir), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+class TestTorchrun:
+    def test_two_processes_match_one_with_the_same_global_batch(self, tmp_path):
+        single = _torchrun(tmp_path / "one", "--set", "epochs=2", nproc=1)
+        double = _torchrun(tmp_path / "two", "--set", "epochs=2")
+        assert single.returncode == 0, single.stderr
+        assert double.returncode == 0, double.stderr
+        one, two = metric_rows(tmp_path / "one"), metric_rows(tmp_path / "two")
+        assert len(one) == len(two) == 3
+        for a, b in zip(one, two, strict=True):
+            for key in a:
+                tolerance = 1e-4 if "loss" in key else 3e-3  # accuracy: one digit of 359
+                assert abs(a[key] - b[key]) <= tolerance, (key, a[key], b[key])
+        assert not (tmp_path / "two" / "previous").exists()
+
+    def test_killed_and_resumed_under_torchrun_ends_like_an_uninterrupted_run(self, tmp_path):
+        straight = _torchrun(tmp_path / "straight")
+        assert straight.returncode == 0, straight.stderr
+        killed = _torchrun(tmp_path / "killed", "--set", "kill_after=1")
+        assert killed.returncode != 0
+        assert [r["epoch"] for r in metric_rows(tmp_path / "killed" / "metrics.csv")] == [1]
+        resumed = _torchrun(tmp_path / "killed", "--resume")
+        assert resumed.returncode == 0, resumed.stderr
+        assert metric_rows(tmp_path / "killed") == metric_rows(tmp_path / "straight")
+
+    def test_resume_needs_the_same_number_of_processes(self, tmp_path):
+        assert _torchrun(tmp_path / "run", "--set", "epochs=1").returncode == 0
+        result = _torchrun(tmp_path / "run", "--resume", nproc=1)
+        assert result.returncode != 0 and "trained on 2 process(es)" in result.stderr

@@ -59,7 +59,8 @@ import yaml
 from pydantic import BaseModel, Field
 
 from .config import ConfigModel, to_dict
-from .errors import BnnError, ConfigError
+from .distributed import SINGLE, Group, SyncedOptimizer, init_from_env
+from .errors import BnnError, CheckpointError, ConfigError
 from .tracking import DEFAULT_RESUME_IGNORED_KEYS, Run
 from .utils import parse_device, seed_everything
 
@@ -103,8 +104,14 @@ class Experiment:
         epochs_key: dotted key of the number of epochs in ``config``.
         resume_ignored: further config keys that may change between a run and its resumption
             (the epochs, device, paths and output switches are always ignored).
+        grad_reduction: ``"mean"`` when the training loss is a mean over the batch, ``"sum"``
+            when it is a sum; under torchrun the gradients of the processes are combined so
+            that a step is the global batch's step.
         model, optimizer, scheduler: set in :meth:`setup`; saved in and restored from the
             checkpoint when present (anything with ``state_dict`` / ``load_state_dict``).
+            Under torchrun ``optimizer`` is replaced after setup by a
+            :class:`~bnn_shared.distributed.SyncedOptimizer` around it: use
+            ``self.optimizer`` at step time. Write files only where ``ctx.is_main``.
     """
 
     config: BaseModel
@@ -112,6 +119,7 @@ class Experiment:
     seed_key: str | None = "seed"
     epochs_key: str = "epochs"
     resume_ignored: frozenset[str] = frozenset()
+    grad_reduction: str = "mean"
     model: Any = None
     optimizer: Any = None
     scheduler: Any = None
@@ -125,7 +133,9 @@ class Experiment:
         """Load the data, build the model, optimizer and scheduler (after seeding)."""
 
     def train_epoch(self, epoch: int, ctx: Context) -> dict[str, Any]:
-        """Train one epoch; return its metrics (``train/loss``, ``train/accuracy``, ...)."""
+        """Train one epoch; return its metrics (``train/loss``, ``train/accuracy``, ...) as
+        means over the samples this process trained on (``ctx.samples``): under torchrun
+        the runner averages them over the processes, weighted by their sample counts."""
         raise NotImplementedError
 
     def evaluate(self, epoch: int, ctx: Context) -> dict[str, Any]:
@@ -163,14 +173,32 @@ class Experiment:
 class Context:
     """What the hooks get from the runner: device, run directory, generator, batching."""
 
-    def __init__(self, settings: RunSettings, device: torch.device, seed: int) -> None:
+    def __init__(
+        self, settings: RunSettings, device: torch.device, seed: int, group: Group = SINGLE
+    ) -> None:
         self.settings = settings
         self.device = device
         self.seed = seed
+        self.group = group
         self.generator = torch.Generator().manual_seed(seed)
         self.run: Run | None = None
         self.epoch = 0
         self.last_row: dict[str, Any] = {}
+        self.samples = 0  # this process's samples of the epoch so far (ctx.batches)
+        self._synced: list[SyncedOptimizer] = []
+
+    @property
+    def rank(self) -> int:
+        return self.group.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.group.world_size
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run's files (always, without torchrun)."""
+        return self.group.is_main
 
     @property
     def out_dir(self) -> Path:
@@ -182,7 +210,7 @@ class Context:
 
     def progress(self, iterable: Iterable[Any], desc: str | None = None, **kwargs: Any):
         """A progress bar over ``iterable`` (off when quiet or not on a terminal)."""
-        if self.run is None:
+        if self.run is None or not self.is_main:
             return iterable
         return self.run.progress(iterable, desc=desc, **kwargs)
 
@@ -197,6 +225,10 @@ class Context:
     ) -> Iterator[torch.Tensor]:
         """Index tensors of one epoch over ``size`` samples, shuffled with :attr:`generator`.
 
+        Under torchrun each process gets its contiguous share of every global batch of
+        ``batch_size`` (and the synchronised optimizer the share's weight), so that a step
+        is the step of the global batch.
+
         Args:
             size: number of samples.
             batch_size: samples per batch.
@@ -207,7 +239,12 @@ class Context:
         order = torch.randperm(size, generator=self.generator) if shuffle else torch.arange(size)
         if drop_last and size >= batch_size:
             order = order[: size - size % batch_size]
-        yield from self.progress(order.split(batch_size), desc=desc or f"epoch {self.epoch}")
+        for indices in self.progress(order.split(batch_size), desc=desc or f"epoch {self.epoch}"):
+            local = self.group.shard(indices)
+            for optimizer in self._synced:
+                optimizer.weight = len(local) / len(indices)
+            self.samples += len(local)
+            yield local
 
     def check_loss(self, loss: Any, step: int) -> None:
         """Stop the run with :class:`NonFiniteLossError` if ``loss`` is NaN or infinite."""
@@ -225,8 +262,8 @@ class Context:
             self.run.wandb_run.log(dict(metrics))
 
     def note(self, message: str) -> None:
-        """A line on stderr unless quiet."""
-        if not self.quiet:
+        """A line on stderr unless quiet (from rank 0 only)."""
+        if not self.quiet and self.is_main:
             print(message, file=sys.stderr, flush=True)
 
 
@@ -280,10 +317,29 @@ def fit(experiment: Experiment, settings: RunSettings) -> dict[str, Any]:
     """
     check_out_dir(settings.out_dir, resume=settings.resume)
     device = resolve_device(settings.device)
-    seed = _choose_seed(experiment, settings)
+    group = init_from_env(device)
+    if group.active and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", group.local_rank)
+    try:
+        return _fit(experiment, settings, device, group)
+    finally:
+        group.close()
+
+
+def _fit(
+    experiment: Experiment, settings: RunSettings, device: torch.device, group: Group
+) -> dict[str, Any]:
+    seed = group.broadcast_object(_choose_seed(experiment, settings))
+    if experiment.seed_key is not None:
+        _set(experiment.config, experiment.seed_key, seed)
     seed_everything(seed)
-    ctx = Context(settings, device, seed)
+    ctx = Context(settings, device, seed, group)
     experiment.setup(ctx)
+    if group.active and experiment.optimizer is not None:
+        experiment.optimizer = SyncedOptimizer(
+            experiment.optimizer, group, experiment.grad_reduction
+        )
+        ctx._synced.append(experiment.optimizer)
     epochs = experiment.epochs
     config = {**to_dict(experiment.config), "run": _run_record(settings, device)}
     ignored = (
@@ -300,9 +356,17 @@ def fit(experiment: Experiment, settings: RunSettings) -> dict[str, Any]:
         project=experiment.project,
         ignore_keys=ignored,
         defaults={**(_defaults(experiment.config) or {}), "run": config["run"]},
+        writer=group.is_main,
     ) as run:
         ctx.run = run
         first = max(run.restore(experiment.model, experiment.optimizer, experiment.scheduler), 1)
+        stored_world = run.extra.get("world_size", group.world_size)
+        if stored_world != group.world_size:
+            raise CheckpointError(
+                f"cannot resume {settings.out_dir}: it was trained on {stored_world} "
+                f"process(es), and this run has {group.world_size}; resume with "
+                f"torchrun --nproc-per-node {stored_world}"
+            )
         if "generator" in run.extra:
             ctx.generator.set_state(run.extra["generator"])
         experiment.load_extra_state(run.extra.get("experiment", {}))
@@ -311,7 +375,9 @@ def fit(experiment: Experiment, settings: RunSettings) -> dict[str, Any]:
         for epoch in range(first, epochs + 1):
             ctx.epoch = epoch
             began = time.perf_counter()
+            ctx.samples = 0
             row = dict(experiment.train_epoch(epoch, ctx))
+            row = group.weighted_mean(row, float(ctx.samples or 1))
             _check_row(row, epoch)
             if epoch % settings.eval_every == 0 or epoch == epochs:
                 row.update(experiment.evaluate(epoch, ctx))
@@ -325,6 +391,7 @@ def fit(experiment: Experiment, settings: RunSettings) -> dict[str, Any]:
                 experiment.scheduler,
                 generator=ctx.generator.get_state(),
                 experiment=experiment.extra_state(),
+                world_size=group.world_size,
             )
             ctx.last_row = row
             if experiment.should_stop(epoch, row):

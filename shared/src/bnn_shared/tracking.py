@@ -273,6 +273,13 @@ class MetricsLog:
         atomic_write_text(self.path, buffer.getvalue())
 
 
+class _InMemoryLog(MetricsLog):
+    """A metrics log that keeps its rows and never writes (non-writing processes)."""
+
+    def write(self) -> None:
+        pass
+
+
 # ---------------------------------------------------------------------------------------------
 # Config helpers
 # ---------------------------------------------------------------------------------------------
@@ -359,6 +366,8 @@ class Run:
         project: the wandb project (default ``"bnn"``).
         name: the wandb run name (default: the directory's name).
         wandb_kwargs: further keyword arguments for ``wandb.init``.
+        writer: False for the processes of a multi-process run other than rank 0: they read
+            the checkpoint on resume but write no file, print nothing and log nowhere.
         ignore_keys: config keys that may change on resume (default
             :data:`DEFAULT_RESUME_IGNORED_KEYS`).
         defaults: the config's default values (same nesting as ``config``); on resume, a
@@ -384,8 +393,10 @@ class Run:
         wandb_kwargs: Mapping[str, Any] | None = None,
         ignore_keys: Iterable[str] = DEFAULT_RESUME_IGNORED_KEYS,
         defaults: Mapping[str, Any] | None = None,
+        writer: bool = True,
     ):
         self.out_dir = Path(out_dir)
+        self.writer = writer
         self._defaults = _plain(defaults) if defaults is not None else None
         self.config: dict[str, Any] = _plain(
             vars(config) if isinstance(config, argparse.Namespace) else config
@@ -406,6 +417,13 @@ class Run:
         self._summary: str | None = None
         self._started = time.perf_counter()
 
+        if not writer:  # another process of a multi-process run writes the files
+            self.quiet = True
+            if resume:
+                self._checkpoint = self._load_checkpoint()
+            self.metrics = _InMemoryLog(self.metrics_path)
+            self._wandb_id = None
+            return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self._checkpoint = self._load_checkpoint()
@@ -550,6 +568,9 @@ class Run:
         which :meth:`restore` gives back as :attr:`extra`. Plain values (tensors, numbers,
         strings, lists, dicts) keep the file loadable with ``weights_only=True``.
         """
+        if not self.writer:
+            self._last_checkpoint_epoch = int(epoch)
+            return self.checkpoint_path
         payload = {
             "epoch": int(epoch),
             "model": model.state_dict(),
@@ -587,7 +608,7 @@ class Run:
         """
         if self._summary is not None:
             return self._summary
-        if final_metrics:
+        if final_metrics and self.writer:
             text = io.StringIO()
             writer = csv.writer(text, lineterminator="\n")
             writer.writerow(final_metrics)
