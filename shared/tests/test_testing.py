@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from bnn_shared.testing import RECORD_GOLDEN_ENV, check_golden, metric_rows, relative_difference
+from bnn_shared.testing import (
+    RECORD_GOLDEN_ENV,
+    assert_rejected,
+    check_golden,
+    invalid_configs,
+    metric_rows,
+    relative_difference,
+    schema_fields,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import Field
 
 
 def test_relative_difference_is_the_frobenius_ratio():
@@ -56,3 +67,29 @@ class TestGolden:
         (tmp_path / "metrics.csv").write_text("epoch,loss,seconds,time epoch\n1,0.5,2.0,3.0\n")
         (tmp_path / "final.csv").write_text("test_acc,Seconds\n0.9,1.0\n")
         assert metric_rows(tmp_path) == [{"epoch": 1, "loss": 0.5}, {"test_acc": 0.9}]
+
+
+class TestInvalidConfigs:
+    from bnn_shared.config import ConfigModel as _Base
+
+    class Inner(_Base):
+        lr: float = Field(1e-3, gt=0)
+        name: str = "adam"
+
+    class Schema(_Base):
+        epochs: int = Field(3, ge=0)
+        batch_size: int = Field(32, ge=1)
+        hidden: list[int] = [4]
+        flag: bool = True
+        optim: TestInvalidConfigs.Inner = Field(default_factory=lambda: TestInvalidConfigs.Inner())
+
+    @settings(max_examples=60, deadline=None)
+    @given(data=st.data())
+    def test_every_invalid_config_is_one_line_naming_its_key(self, data):
+        config, key = data.draw(invalid_configs(self.Schema))
+        assert_rejected(self.Schema, config, key)
+
+    def test_fields_are_flattened(self):
+        assert sorted(schema_fields(self.Schema)) == [
+            "batch_size", "epochs", "flag", "hidden", "optim.lr", "optim.name",
+        ]  # fmt: skip

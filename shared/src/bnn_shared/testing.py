@@ -16,9 +16,12 @@ import pytest
 __all__ = [
     "CPU_AND_CUDA",
     "RECORD_GOLDEN_ENV",
+    "assert_rejected",
     "check_golden",
+    "invalid_configs",
     "metric_rows",
     "relative_difference",
+    "schema_fields",
     "single_thread",
     "skip_cuda_without_gpu",
 ]
@@ -138,3 +141,125 @@ def check_golden(
                 ), f"row {index}, {name}: {actual!r} != golden {expected!r}"
             else:
                 assert actual == expected, f"row {index}, {name}: {actual!r} != golden {expected!r}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Property-based tests of configuration schemas
+# ---------------------------------------------------------------------------------------------
+
+
+def schema_fields(schema: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted field name -> pydantic ``FieldInfo`` of a schema, nested models flattened."""
+    from pydantic import BaseModel
+
+    fields: dict[str, Any] = {}
+    for name, info in schema.model_fields.items():
+        tp = info.annotation
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            fields.update(schema_fields(tp, f"{prefix}{name}."))
+        else:
+            fields[f"{prefix}{name}"] = info
+    return fields
+
+
+def invalid_configs(schema: Any, base: Mapping[str, Any] | None = None):
+    """A Hypothesis strategy of ``(data, key)``: ``base`` (default: the schema's defaults as
+    plain data) with one thing made wrong at ``key``: an unknown key, a value of the wrong
+    type, or a number outside the field's bounds (``gt``, ``ge``, ``lt``, ``le``)."""
+    import annotated_types
+    from hypothesis import strategies as st
+
+    from .config import to_dict
+
+    plain = to_dict(base if base is not None else schema())
+    fields = schema_fields(schema)
+    names = sorted(fields)
+
+    def with_value(key: str, value: Any) -> tuple[dict[str, Any], str]:
+        data = _deep_copy(plain)
+        node = data
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+        return data, key
+
+    def wrong_type(key: str):
+        kinds = _kinds(fields[key].annotation)
+        values = []
+        if not kinds & {"int", "float"}:
+            values.append(st.integers(-5, 5))
+        if "str" not in kinds:
+            values.append(st.text(min_size=1, max_size=5).filter(lambda t: not t.isdigit()))
+        if not kinds & {"list", "tuple"}:
+            values.append(st.lists(st.integers(), min_size=1, max_size=2))
+        if kinds & {"int", "float"} and "bool" not in kinds:
+            values.append(st.booleans())
+        return st.one_of(values).map(lambda v: with_value(key, v))
+
+    def out_of_bounds(key: str):
+        bounds = []
+        for item in fields[key].metadata:
+            if isinstance(item, annotated_types.Gt):
+                bounds.append(st.floats(-1e6, item.gt).map(lambda v, k=key: _as_kind(v, fields[k])))
+            if isinstance(item, annotated_types.Ge):
+                upper = item.ge - (1 if _kinds(fields[key].annotation) == {"int"} else 1e-9)
+                bounds.append(st.floats(-1e6, upper).map(lambda v, k=key: _as_kind(v, fields[k])))
+        return [b.map(lambda v, k=key: with_value(k, v)) for b in bounds]
+
+    unknown = st.text("abcdefghijklmnopqrstuvwxyz_", min_size=3, max_size=12).filter(
+        lambda text: text not in schema.model_fields
+    )
+    strategies = [unknown.map(lambda k: with_value(k, 1))]
+    strategies += [wrong_type(name) for name in names if _kinds(fields[name].annotation)]
+    strategies += [b for name in names for b in out_of_bounds(name)]
+    return st.one_of(strategies)
+
+
+def assert_rejected(schema: Any, data: Mapping[str, Any], key: str) -> None:
+    """``from_dict(schema, data)`` raises one :class:`ConfigError` line naming ``key``."""
+    from .config import from_dict
+    from .errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        from_dict(schema, data, source="config.yaml")
+    message = str(info.value)
+    assert "\n" not in message, message
+    assert key.rsplit(".", 1)[-1] in message, (key, message)
+
+
+def _kinds(tp: Any) -> set[str]:
+    """The plain kinds a field takes: int, float, bool, str, list, tuple (empty: anything)."""
+    import types
+    import typing
+
+    origin = typing.get_origin(tp)
+    if tp is Any or origin is typing.Literal:
+        return set()
+    if origin in (typing.Union, types.UnionType):
+        kinds: set[str] = set()
+        for arg in typing.get_args(tp):
+            if arg is type(None):
+                continue
+            inner = _kinds(arg)
+            if not inner:
+                return set()
+            kinds |= inner
+        return kinds
+    if origin in (list, tuple) or tp in (list, tuple):
+        return {origin.__name__ if origin else tp.__name__}
+    if tp in (int, float, bool, str):
+        return {tp.__name__}
+    return set()
+
+
+def _as_kind(value: float, info: Any) -> Any:
+    return int(math.floor(value)) if _kinds(info.annotation) == {"int"} else value
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, Mapping):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
