@@ -162,7 +162,7 @@ def binary_mlp(in_features: int, hidden: int, classes: int) -> nn.Sequential:
 
 def core_demo(*, quiet: bool = False, epochs: int = 40, seed: int = 0) -> DemoResult:
     """Train the core's binary MLP on the bundled digits and evaluate on its test split."""
-    from .data import load_dataset
+    from .data import as_tensors, load_dataset
     from .layers import clip_weights_
     from .summary import summary
     from .utils import seed_everything
@@ -170,8 +170,8 @@ def core_demo(*, quiet: bool = False, epochs: int = 40, seed: int = 0) -> DemoRe
     start = time.perf_counter()
     seed_everything(seed)
     train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
-    x_train, y_train = _stack(train)
-    x_test, y_test = _stack(test)
+    x_train, y_train = as_tensors(train)
+    x_test, y_test = as_tensors(test)
     model = binary_mlp(64, 256, train.num_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
@@ -200,11 +200,6 @@ def core_demo(*, quiet: bool = False, epochs: int = 40, seed: int = 0) -> DemoRe
         float32_kib=stats.float32_bytes / 1024,
         seconds=time.perf_counter() - start,
     )
-
-
-def _stack(dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = zip(*(dataset[i] for i in range(len(dataset))), strict=True)
-    return torch.stack(xs), torch.as_tensor(ys)
 
 
 def main(argv: list[str] | None = None) -> int:
