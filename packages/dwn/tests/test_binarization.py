@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from bnn_shared.errors import BnnError, ConfigError, ShapeError
+from dwn.binarization import ENCODERS as REGISTRY
 from dwn.binarization import DistributiveThermometer, GaussianThermometer, Thermometer
 
-ENCODERS = [Thermometer, GaussianThermometer, DistributiveThermometer]
+#: every registered encoder: a new one is tested by registering it
+ENCODERS = [cls for _, cls in REGISTRY.items()]
 
 
 def ramp(n: int = 100) -> torch.Tensor:
@@ -185,3 +187,20 @@ class TestErrors:
     def test_gaussian_needs_two_samples(self):
         with pytest.raises(ShapeError, match="at least 2"):
             GaussianThermometer(2).fit(torch.zeros(1, 3))
+
+
+class TestRegistry:
+    def test_names_of_the_paper(self):
+        assert REGISTRY.names() == ["distributive", "gaussian", "thermometer"]
+        assert REGISTRY.get("Distributive") is DistributiveThermometer
+        assert REGISTRY.get("gaussian") is GaussianThermometer
+        assert REGISTRY.get("thermometer") is Thermometer
+
+    @pytest.mark.parametrize("name", REGISTRY.names())
+    def test_registered_encoder_is_a_thermometer(self, name):
+        encoder = REGISTRY.get(name)(2).fit(ramp(10))
+        assert isinstance(encoder, Thermometer) and encoder.thresholds.shape == (1, 2)
+
+    def test_unknown_name_lists_the_choices(self):
+        with pytest.raises(ConfigError, match=r"unknown encoder 'thermo' \(--encoder\); choose"):
+            REGISTRY.get("thermo")

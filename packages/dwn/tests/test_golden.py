@@ -20,7 +20,14 @@ CASES = {
     "cpp_backend": "--layers 60 40 --mapping learnable random --backend cpp",
 }
 #: metric names since the recording (old -> new)
-RENAME: dict[str, str] = {}
+RENAME = {
+    "train_loss": "train/loss",
+    "train_acc": "train/accuracy",
+    "test_loss": "test/loss",
+    "test_acc": "test/accuracy",
+    "export_agreement": "export/agreement",
+    "compiled_test_acc": "export/test_accuracy",
+}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

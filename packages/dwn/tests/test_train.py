@@ -80,13 +80,13 @@ def test_short_digits_run_exports_and_resumes_to_the_same_metrics(tmp_path):
     assert main([*SMALL, "--out-dir", str(full)]) == 0
     rows = read_metrics(full / "metrics.csv")
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
-    assert float(rows[-1]["test_acc"]) > 0.5
+    assert float(rows[-1]["test/accuracy"]) > 0.5
     assert (full / "model.dwn").exists() and (full / "checkpoint.pt").exists()
     # an interrupted run (2 epochs), resumed to 3, ends with the same metrics
     main([*BASE, "--epochs", "2", "--out-dir", str(part), "--export", "false"])
     main([*SMALL, "--out-dir", str(part), "--resume"])
     resumed = read_metrics(part / "metrics.csv")
-    keys = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc"]
+    keys = ["epoch", "train/loss", "train/accuracy", "test/loss", "test/accuracy", "lr"]
     assert [[r[k] for k in keys] for r in resumed] == [[r[k] for k in keys] for r in rows]
 
 
@@ -95,5 +95,5 @@ def test_train_reports_export_agreement(tmp_path):
         dataset="digits", layers=[100], mapping=["random"], n=3, epochs=1, backend="torch"
     )
     final = train(cfg, out_dir=tmp_path, device="cpu", quiet=True)
-    assert final["export_agreement"] == 1.0
-    assert final["compiled_test_acc"] == pytest.approx(final["test_acc"])
+    assert final["export/agreement"] == 1.0
+    assert final["export/test_accuracy"] == pytest.approx(final["test/accuracy"])

@@ -11,11 +11,17 @@ Networks of n-input lookup tables trained end to end with the Extended Finite Di
 * :mod:`~dwn.utils`: ``GroupSum``, ``STE``;
 * :mod:`~dwn.export` / :mod:`~dwn.compiled`: ``export(model, encoder, path)`` and
   ``load_compiled(path)``, an integer-and-bits-only runner with identical predictions;
-* :mod:`~dwn.train`: ``python -m dwn.train --config configs/dwn/mnist.yaml``.
+* :mod:`~dwn.config`, :mod:`~dwn.datasets`, :mod:`~dwn.experiment`: ``TrainConfig``, the
+  ``jsc`` dataset (registered with the core), ``DWNExperiment`` and ``train_model(cfg, ...)``,
+  trained by the core runner; :mod:`~dwn.train` is the command line
+  ``python -m dwn.train --config configs/dwn/mnist.yaml``.
 """
 
-from .binarization import DistributiveThermometer, GaussianThermometer, Thermometer
+from .binarization import ENCODERS, DistributiveThermometer, GaussianThermometer, Thermometer
 from .compiled import CompiledDWN
+from .config import TrainConfig
+from .datasets import load_arrays
+from .experiment import DWNExperiment, build_model, evaluate_model, make_encoder, train_model
 from .export import compile_model, export, load_compiled, save_compiled
 from .lut_layer import EFDFunction, LUTLayer
 from .mapping import LearnableMapping, LearnableMappingFunction, layer_mapping
@@ -24,7 +30,9 @@ from .utils import STE, GroupSum, STEFunction, pad_if_needed
 __version__ = "0.1.0"
 
 __all__ = [
+    "ENCODERS",
     "CompiledDWN",
+    "DWNExperiment",
     "DistributiveThermometer",
     "EFDFunction",
     "GaussianThermometer",
@@ -35,10 +43,16 @@ __all__ = [
     "STE",
     "STEFunction",
     "Thermometer",
+    "TrainConfig",
+    "build_model",
     "compile_model",
+    "evaluate_model",
     "export",
     "layer_mapping",
+    "load_arrays",
     "load_compiled",
+    "make_encoder",
     "pad_if_needed",
     "save_compiled",
+    "train_model",
 ]

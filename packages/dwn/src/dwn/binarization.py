@@ -20,13 +20,18 @@ from typing import Any
 
 import torch
 from bnn_shared.errors import BnnError, ConfigError, ShapeError
+from bnn_shared.registry import Registry
 from torch import Tensor, nn
 
 from .utils import _positive_int, _prepare_lazy_buffer
 
-__all__ = ["Thermometer", "GaussianThermometer", "DistributiveThermometer"]
+__all__ = ["ENCODERS", "Thermometer", "GaussianThermometer", "DistributiveThermometer"]
+
+#: The thermometer encoders by the name a config gives them (``encoder: distributive``).
+ENCODERS: Registry[type[Thermometer]] = Registry("encoder", flag="--encoder")
 
 
+@ENCODERS.register("thermometer")
 class Thermometer(nn.Module):
     """Uniform thermometer: ``num_bits`` thresholds evenly spaced between the min and the max.
 
@@ -99,6 +104,7 @@ class Thermometer(nn.Module):
         return f"num_bits={self.num_bits}, feature_wise={self.feature_wise}, {fitted}"
 
 
+@ENCODERS.register("gaussian")
 class GaussianThermometer(Thermometer):
     """Gaussian thermometer: thresholds at the quantiles of a normal fitted to the data.
 
@@ -124,6 +130,7 @@ class GaussianThermometer(Thermometer):
         return std.unsqueeze(-1) * skews + mean.unsqueeze(-1)
 
 
+@ENCODERS.register("distributive")
 class DistributiveThermometer(Thermometer):
     """Distributive (equal-frequency) thermometer: thresholds at empirical quantiles.
 

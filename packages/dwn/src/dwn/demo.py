@@ -31,12 +31,12 @@ DEMO_CONFIG = dict(
 
 def demo(*, quiet: bool = False) -> DemoResult:
     """Train the demo model, export it, and report the compiled model's test accuracy."""
-    from .train import train
+    from .experiment import train_model
 
     cfg = TrainConfig(**DEMO_CONFIG)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out_dir:
-        final = train(cfg, out_dir=out_dir, device="cpu", quiet=True)
+        final = train_model(cfg, out_dir=out_dir, device="cpu", quiet=True)
         size = _exported_size(out_dir)
     luts = sum(cfg.layers)
     return DemoResult(
@@ -44,7 +44,7 @@ def demo(*, quiet: bool = False) -> DemoResult:
         model=f"DWN {luts} LUT-{cfg.n}, GroupSum",
         dataset="digits",
         metric="test_acc",
-        value=final["test_acc"],
+        value=final["test/accuracy"],
         weight_bits="1",  # truth tables: one bit per entry; wiring and thresholds aside
         size_kib=size / 1024,
         float32_kib=luts * 2**cfg.n * 4 / 1024,
