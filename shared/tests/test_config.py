@@ -260,3 +260,9 @@ class TestCommandLine:
 
     def test_overrides_apply_last(self):
         assert self.parse(["--lr", "0.1"], overrides=["lr=0.2"]).lr == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_nan_and_infinite_floats_are_refused(value):
+    with pytest.raises(ConfigError, match="'optim.lr' must be a finite number"):
+        from_dict(Config, {"model": {"hidden": 1}, "optim": {"lr": value}})

@@ -495,3 +495,13 @@ def test_real_mnist_sizes():
     assert len(load_dataset("mnist", "test", data_dir=REAL_ROOT)) == 10_000
     train = load_dataset("pmnist", "train", data_dir=REAL_ROOT)
     assert len(train) == 50_000 and train[0][0].shape == (784, 1)
+
+
+def test_inputs_and_labels_that_disagree_in_count_are_one_clear_error():
+    from bnn_shared.data import LabeledTensors, as_tensors
+    from bnn_shared.errors import DatasetNotFoundError
+
+    dataset = LabeledTensors(torch.zeros(3, 2), torch.zeros(3))
+    dataset.targets = torch.zeros(2)  # as a label file cut short would give
+    with pytest.raises(DatasetNotFoundError, match="3 inputs but 2 labels"):
+        as_tensors(dataset)

@@ -408,3 +408,14 @@ class TestWandb:
         resumed = Run(tmp_path, {"lr": 0.1}, resume=True, use_wandb=True, quiet=True)
         assert resumed.wandb_run.id == run_id
         resumed.finish()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\x89PNG\r\n\x1a\n\x00\x00binary", b"epoch,loss\n1,0.5,extra\n", b"epoch,loss\nx,0.5\n"],
+)
+def test_a_metrics_file_that_is_not_csv_is_one_clear_error(tmp_path, content):
+    path = tmp_path / "metrics.csv"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="is not a CSV of metrics"):
+        MetricsLog.load(path)

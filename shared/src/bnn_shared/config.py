@@ -154,7 +154,8 @@ class ConfigModel(BaseModel):
     ``Literal[...]``, lists, tuples, dicts, nested models); values are validated when the
     model is built and when a field is assigned. Types are strict, as YAML gives them: a
     string is not a number, a boolean is not an integer, ``2.0`` is not an integer (an
-    integer is a float, a YAML list a tuple and a string a path). Give each field a
+    integer is a float, a YAML list a tuple and a string a path); NaN and infinite floats
+    are refused. Give each field a
     ``description``: it is the help text of its command-line flag
     (:func:`add_config_arguments`). Cross-field rules go in ``@model_validator(mode="after")``
     methods that raise ``ValueError``; the message reaches the user as one line naming the
@@ -162,7 +163,11 @@ class ConfigModel(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra="forbid", strict=True, validate_assignment=True, validate_default=True
+        extra="forbid",
+        strict=True,
+        validate_assignment=True,
+        validate_default=True,
+        allow_inf_nan=False,
     )
 
     @field_validator("*", mode="before")

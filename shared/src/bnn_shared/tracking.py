@@ -230,11 +230,27 @@ class MetricsLog:
 
     @classmethod
     def load(cls, path: str | Path) -> MetricsLog:
-        """Read an existing CSV (ints, floats and booleans are parsed back)."""
+        """Read an existing CSV (ints, floats and booleans are parsed back).
+
+        Raises:
+            CheckpointError: the file is not a CSV of this kind (not text, rows longer or
+                shorter than the header, an ``epoch`` that is not an integer).
+        """
         log = cls(path)
-        with open(log.path, newline="", encoding="utf-8") as handle:
-            for record in csv.DictReader(handle):
-                log.rows.append({k: _parse_cell(v) for k, v in record.items() if v != ""})
+        try:
+            with open(log.path, newline="", encoding="utf-8") as handle:
+                for record in csv.DictReader(handle):
+                    if None in record or None in record.values():
+                        raise ValueError("a row does not have the header's columns")
+                    row = {k: _parse_cell(v) for k, v in record.items() if v != ""}
+                    if "epoch" in row and not isinstance(row["epoch"], int):
+                        raise ValueError(f"epoch {row['epoch']!r} is not an integer")
+                    log.rows.append(row)
+        except (UnicodeDecodeError, csv.Error, ValueError) as exc:
+            raise CheckpointError(
+                f"{log.path} is not a CSV of metrics ({exc}); restore it, or start the run "
+                "again without --resume"
+            ) from None
         return log
 
     @property

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DatasetNotFoundError
 from .registry import BnnDataset, load_dataset
 
 __all__ = ["as_tensors", "load_tensors", "normalize"]
@@ -43,7 +43,15 @@ def as_tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
         inputs = torch.stack([torch.as_tensor(item) for item in items]).float()
     if inputs.dim() == 3 and isinstance(data, torch.Tensor) and data.dim() == 3:
         inputs = inputs.unsqueeze(1)
-    return inputs.contiguous(), torch.as_tensor(targets).long()
+    labels = torch.as_tensor(targets).long()
+    if len(inputs) != len(labels):
+        name = getattr(getattr(dataset, "info", None), "name", type(inner).__name__)
+        raise DatasetNotFoundError(
+            f"dataset {name!r}: its files disagree: {len(inputs)} inputs but {len(labels)} "
+            "labels (an image file and a label file of different splits or a cut download?); "
+            "put matching files in place or download them again with --download"
+        )
+    return inputs.contiguous(), labels
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
