@@ -16,6 +16,8 @@ import pytest
 __all__ = [
     "CPU_AND_CUDA",
     "RECORD_GOLDEN_ENV",
+    "assert_bad_input",
+    "assert_close_rows",
     "assert_rejected",
     "check_golden",
     "invalid_configs",
@@ -24,6 +26,8 @@ __all__ = [
     "schema_fields",
     "single_thread",
     "skip_cuda_without_gpu",
+    "torchrun",
+    "tree_state",
 ]
 
 #: Device parameters: ``cpu`` always, ``cuda`` marked ``cuda`` so that it skips without a GPU
@@ -263,3 +267,72 @@ def _deep_copy(data: Any) -> Any:
     if isinstance(data, list):
         return [_deep_copy(v) for v in data]
     return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input and multi-process runs of a package's command line
+# ---------------------------------------------------------------------------------------------
+
+
+def tree_state(root: str | Path) -> list[tuple[str, int, int]]:
+    """Every path under ``root`` with its size and modification time, to compare before and
+    after a command (a command refused for bad input must not create or change a file)."""
+    root = Path(root)
+    return sorted(
+        (str(path.relative_to(root)), path.stat().st_size, path.stat().st_mtime_ns)
+        for path in root.rglob("*")
+    )
+
+
+def assert_bad_input(main: Any, argv: list[str], root: str | Path, *needles: str) -> str:
+    """Run ``run_cli(main, argv)`` and check the contract for bad input: exit code 2, one
+    ``error:`` line on stderr naming each of ``needles``, no traceback, and no file created
+    or changed under ``root``. Returns the error line."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from .cli import run_cli
+
+    before = tree_state(root)
+    err, out = io.StringIO(), io.StringIO()
+    with redirect_stderr(err), redirect_stdout(out):
+        code = run_cli(main, argv)
+    text = err.getvalue()
+    lines = [line for line in text.splitlines() if not line.startswith("warning:")]
+    assert code == 2, f"exit code {code}, stderr: {text!r}"
+    assert len(lines) == 1 and lines[0].startswith("error: "), text
+    assert "Traceback" not in text
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert tree_state(root) == before, "a refused command created or changed files"
+    return lines[0]
+
+
+def torchrun(
+    args: list[str], *, nproc: int = 2, env: Mapping[str, str] | None = None, timeout: float = 600
+):
+    """``torchrun --standalone --nproc-per-node NPROC ARGS`` (e.g. ``["-m", "dwn.train", ...]``)
+    in a subprocess on the CPU, one thread per process; returns the CompletedProcess."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc-per-node={nproc}", *args]
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", **(env or {})}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def assert_close_rows(
+    rows: list[dict[str, Any]], expected: list[dict[str, Any]], *, loss: float, other: float
+) -> None:
+    """Metric rows equal key by key: numbers within ``loss`` for keys naming a loss, within
+    ``other`` for the rest; other values equal."""
+    assert len(rows) == len(expected), (len(rows), len(expected))
+    for index, (got, want) in enumerate(zip(rows, expected, strict=True)):
+        assert set(got) == set(want), (index, set(got) ^ set(want))
+        for key, value in want.items():
+            if isinstance(value, float) or isinstance(got[key], float):
+                bound = loss if "loss" in key.lower() else other
+                assert abs(got[key] - value) <= bound, (index, key, got[key], value)
+            else:
+                assert got[key] == value, (index, key, got[key], value)
