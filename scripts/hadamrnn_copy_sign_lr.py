@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from bnn_shared.cli import run_cli
 from bnn_shared.tracking import MetricsLog
-from hadamrnn.config import load
+from hadamrnn import load
 from hadamrnn.train import main as train_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,12 +80,12 @@ def run_pair(lr, sign_lr, args, batch_size: int) -> list[dict]:
                 "lr": fmt_lr(lr),
                 "sign_lr": fmt_lr(sign_lr),
                 "seq_length": args.seq_length,
-                "epoch": row["epoch"] + 1,
-                "steps": (row["epoch"] + 1) * args.batches,
-                "train_loss": f"{row['train_loss']:.6g}",
-                "val_loss": f"{row['val_loss']:.6g}",
-                "naive_baseline": f"{row['naive_baseline']:.6g}",
-                "flips": row["flips"],
+                "epoch": row["epoch"],  # counted from 1
+                "steps": row["epoch"] * args.batches,
+                "train_loss": f"{row['train/loss']:.6g}",
+                "val_loss": f"{row['val/loss']:.6g}",
+                "naive_baseline": f"{row['baseline/loss']:.6g}",
+                "flips": row["train/flips"],
                 "median_abs_s_end": f"{median_s:.3g}" if i == len(epochs) - 1 else "",
             }
         )

@@ -10,10 +10,12 @@ copy task's 990 steps), and the state ``h`` is rounded at each of the 1000 steps
 
 This script trains a config through ``python -m hadamrnn.train`` (so the files, flags and
 ``--resume`` are the usual ones) with every matmul of the model, forward and backward,
-emulated that way: ``torch.nn.functional.linear`` (the quantized input and output layers) and
-the sequential engine's loop (``h = F.linear(h, W, b) + F.linear(x_t, U)``, as the reference
-writes it) are replaced, in this process only, by a matmul on TF32-rounded operands. Use it
-with the sequential engine, which the script sets::
+emulated that way: the quantized input and output layers and the sequential engine's loop
+(``h = F.linear(h, W, b) + F.linear(x_t, U)``, as the reference writes it) compute with a
+matmul on TF32-rounded operands, through the package's scoped hook
+:func:`hadamrnn.use_arithmetic` (nothing of torch or of the package is patched; outside the
+``with`` block everything is float32 again). Use it with the sequential engine, which the
+script sets::
 
     python scripts/hadamrnn_copy_tf32.py [--rounding nearest|truncate] -- \\
         --config configs/hadamrnn/copy.yaml --out-dir runs/copy_tf32 [--resume] [--set ...]
@@ -33,7 +35,7 @@ import contextlib
 
 import torch
 from bnn_shared.cli import run_cli
-from hadamrnn import engines
+from hadamrnn import Arithmetic, use_arithmetic
 from hadamrnn.train import main as train_main
 from torch import Tensor
 
@@ -115,28 +117,24 @@ class _TF32Recurrence(torch.autograd.Function):
         return g_all.transpose(0, 1), grad_w, g_all.sum((0, 1)), None
 
 
-@contextlib.contextmanager
-def tf32_matmuls(rounding: str = "nearest"):
-    """Within the block, ``F.linear`` and the sequential engine run on TF32 operands."""
+def tf32_arithmetic(rounding: str = "nearest") -> Arithmetic:
+    """The package's matmul hook with every matmul, forward and backward, on TF32 operands."""
 
     def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         y = _TF32Matmul.apply(x, weight.t(), rounding)
         return y if bias is None else y + bias
 
-    def sequential(rec, x, *, all_states, nonlinearity=None, state_quantizer=None):
-        if nonlinearity is not None or state_quantizer is not None:
-            raise ValueError("the TF32 engine runs the linear recurrence only")
-        bias = rec.bias if rec.bias is not None else x.new_zeros(rec.weight.shape[0])
-        z = linear(x, rec.input_weight)  # row by row the same as one F.linear per step
-        states = _TF32Recurrence.apply(z, rec.weight, bias, rounding)
-        return states if all_states else states[:, -1]
+    def recurrence(z: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        return _TF32Recurrence.apply(z, weight, bias, rounding)
 
-    saved = torch.nn.functional.linear, engines.ENGINES["sequential"]
-    torch.nn.functional.linear, engines.ENGINES["sequential"] = linear, sequential
-    try:
+    return Arithmetic(linear=linear, recurrence=recurrence)
+
+
+@contextlib.contextmanager
+def tf32_matmuls(rounding: str = "nearest"):
+    """Within the block, the models' matmuls and the sequential engine run on TF32 operands."""
+    with use_arithmetic(tf32_arithmetic(rounding)):
         yield
-    finally:
-        torch.nn.functional.linear, engines.ENGINES["sequential"] = saved
 
 
 def main(argv=None) -> int:

@@ -23,9 +23,7 @@ from pathlib import Path
 import torch
 from bnn_shared.cli import run_cli
 from bnn_shared.utils import keep_freed_memory
-from hadamrnn.config import load
-from hadamrnn.dataset_tools import load_splits
-from hadamrnn.getters import get_model, get_optimizer
+from hadamrnn import get_model, get_optimizer, load, load_splits
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "experiments_results" / "hadamrnn" / "pmnist" / "flip_sensitivity.csv"

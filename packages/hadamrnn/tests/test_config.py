@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from bnn_shared.errors import ConfigError
 from hadamrnn.config import load
-from hadamrnn.getters import model_name
+from hadamrnn.getters import MODELS
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "hadamrnn"
 NAMES = ["copy", "pmnist", "smnist", "imdb", "sst2", "qqp", "sdigits", "pdigits"]
@@ -26,7 +26,7 @@ PAPER = {
 @pytest.mark.parametrize("name", NAMES)
 def test_every_config_loads(name):
     cfg = load(CONFIGS / f"{name}.yaml")
-    assert model_name(cfg.model.name) == "hadamrnn"
+    assert MODELS.canonical(cfg.model.name) == "hadamrnn"
     assert cfg.model.num_bits == 4 and cfg.model.qoutput
     assert cfg.model.engine == "parallel"
 
@@ -80,8 +80,9 @@ def test_wrong_type_names_the_key_and_the_file(tmp_path):
 def test_overrides_are_case_insensitive_and_validated():
     cfg = load(CONFIGS / "pmnist.yaml", ["TRAIN.LR=3e-4", "model.engine=sequential"])
     assert cfg.train.lr == 3e-4 and cfg.model.engine == "sequential"
-    with pytest.raises(ConfigError, match="engine"):
+    with pytest.raises(ConfigError, match=r"model\.engine.*unknown engine 'fast'"):
         load(CONFIGS / "pmnist.yaml", ["MODEL.ENGINE=fast"])
+    assert load(None, ["MODEL.ENGINE=Sequential"]).model.engine == "sequential"
 
 
 @pytest.mark.parametrize(
@@ -90,13 +91,20 @@ def test_overrides_are_case_insensitive_and_validated():
         ("MODEL.LAMBDA_ORTH=0.1", "LAMBDA_ORTH"),
         ("MODEL.SINGLE_LAYER=false", "SINGLE_LAYER"),
         ("MODEL.BASIC_BLOCK=half", "BASIC_BLOCK"),
-        ("MODEL.HIDDEN_SIZE=0", "HIDDEN_SIZE"),
+        ("MODEL.HIDDEN_SIZE=0", r"'model\.hidden_size' must be greater than or equal to 1"),
+        ("TRAIN.BATCH_SIZE=0", r"'train\.batch_size' must be greater than or equal to 1"),
+        ("TRAIN.N_EPOCHS=0", r"'train\.n_epochs' must be greater than or equal to 1"),
+        ("TRAIN.LR=0", r"'train\.lr' must be greater than 0"),
+        ("TRAIN.SIGN_LR=-1", r"'train\.sign_lr' must be greater than or equal to 0"),
+        ("TRAIN.RECURRENT_LR=-1", r"'train\.recurrent_lr' must be greater than or equal to 0"),
+        ("DATASET.TRAIN=0", r"'dataset\.train' must be greater than or equal to 1"),
+        ("TRAIN.MAX_BATCHES=0", r"'train\.max_batches' must be greater than or equal to 1"),
     ],
 )
 def test_rejected_values_name_the_file(override, match):
     with pytest.raises(ConfigError, match=match) as info:
         load(CONFIGS / "sdigits.yaml", [override])
-    assert "sdigits.yaml" in str(info.value)
+    assert "sdigits.yaml" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_missing_file():

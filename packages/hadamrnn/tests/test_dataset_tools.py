@@ -1,4 +1,5 @@
-"""Datasets: copy-task layout, pixel splits, balanced batches, IMDB fixture, GLUE errors."""
+"""Datasets: copy-task layout, pixel splits, the registry, IMDB fixture, GLUE errors (the
+compact splits and their batches are the core's, tested in shared/tests/test_splits.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 from bnn_shared.data import load_dataset
+from bnn_shared.data.splits import batches
 from bnn_shared.errors import ConfigError, DatasetNotFoundError, MissingDependencyError
 from hadamrnn.config import DatasetConfig
-from hadamrnn.dataset_tools import batches, canonical_name, load_splits
+from hadamrnn.dataset_tools import DATASETS, load_splits
 from hadamrnn.dataset_tools.text import imdb_arrays, pad_sequences
 
 
@@ -40,30 +42,28 @@ def test_pixel_split_equals_the_core_items():
         assert torch.equal(core[i][0], x[i]) and core[i][1] == y[i]
 
 
-def test_batches_cover_and_balance():
+def test_batches_of_a_task_split():
     splits = load_splits(DatasetConfig(name="sdigits"))
     seen = torch.cat([y for _, y in batches(splits.test, 50)])
     assert len(seen) == len(splits.test)
     generator = torch.Generator().manual_seed(0)
     assert len(list(batches(splits.train, 10, shuffle=True, generator=generator, limit=3))) == 3
 
-    class Skewed:
-        targets = torch.tensor([0] * 90 + [1] * 10)
 
-        def __len__(self):
-            return 100
-
-        def batch(self, indices):
-            return indices, self.targets[indices]
-
-    drawn = torch.cat([y for _, y in batches(Skewed(), 100, balanced=True, generator=generator)])
-    assert 0.3 < drawn.float().mean() < 0.7
-
-
-def test_unknown_dataset_name():
-    assert canonical_name("pMNIST") == "pmnist"
-    with pytest.raises(ConfigError, match="DATASET.NAME"):
-        canonical_name("cifar")
+def test_dataset_registry_names():
+    assert DATASETS.canonical("pMNIST") == "pmnist"
+    assert DATASETS.canonical("CopyMemory") == DATASETS.canonical("copy") == "copy_task"
+    assert DATASETS.names() == [
+        "copy_task",
+        "glue",
+        "imdb",
+        "pdigits",
+        "pmnist",
+        "sdigits",
+        "smnist",
+    ]
+    with pytest.raises(ConfigError, match=r"unknown dataset 'cifar' \(DATASET\.NAME\)"):
+        load_splits(DatasetConfig(name="cifar"))
 
 
 def _write_imdb(folder):

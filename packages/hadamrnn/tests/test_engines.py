@@ -9,7 +9,7 @@ import pytest
 import torch
 from bnn_shared.errors import ConfigError
 from bnn_shared.testing import CPU_AND_CUDA, relative_difference
-from hadamrnn.engines import ENGINES, chunk_length, get_engine, parallel
+from hadamrnn.engines import ENGINES, chunk_length, parallel
 from hadamrnn.models import LinearRNN
 from hadamrnn.quantized_layers import (
     HadamardRecurrent,
@@ -117,9 +117,9 @@ def test_engines_agree_with_embeddings():
 
 def test_registry_and_errors():
     assert set(ENGINES) == {"sequential", "parallel"}
-    assert get_engine("parallel") is parallel
+    assert ENGINES.get("parallel") is parallel
     with pytest.raises(ConfigError, match="unknown engine 'fast'"):
-        get_engine("fast")
+        ENGINES.get("fast")
     rec = HadamardRecurrent(8).recurrence(torch.zeros(8, 1))
     with pytest.raises(ConfigError, match="linear recurrence"):
         parallel(rec, torch.zeros(1, 3, 1), all_states=False, nonlinearity=torch.relu)

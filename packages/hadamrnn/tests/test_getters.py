@@ -7,13 +7,15 @@ import torch
 from bnn_shared.errors import ConfigError
 from hadamrnn.config import load
 from hadamrnn.getters import (
+    LOSSES,
+    METRICS,
     MODELS,
+    OPTIMIZERS,
     get_loss,
     get_metric,
     get_model,
     get_optimizer,
     get_scheduler,
-    model_name,
 )
 from hadamrnn.models import LinearRNN, LSTMModel
 from hadamrnn.quantized_layers import (
@@ -43,10 +45,33 @@ def test_every_model_builds_and_runs(name):
 
 
 def test_reference_names():
-    assert model_name("BinadamSSM") == "hadamrnn"
-    assert model_name("BinadamSSMwithEmbeddings") == "hadamrnn"
-    with pytest.raises(ConfigError, match="MODEL.NAME"):
-        model_name("transformer")
+    assert MODELS.canonical("BinadamSSM") == "hadamrnn"
+    assert MODELS.canonical("BinadamSSMwithEmbeddings") == "hadamrnn"
+    assert MODELS.canonical("QORNNwithEmbeddings") == "qornn"
+    with pytest.raises(ConfigError, match=r"unknown model 'transformer' \(MODEL\.NAME\)"):
+        get_model(load(None, ["MODEL.NAME=transformer"]))
+
+
+@pytest.mark.parametrize(
+    "registry, flag",
+    [
+        (MODELS, "MODEL.NAME"),
+        (LOSSES, "TRAIN.LOSS_FN"),
+        (METRICS, "TRAIN.METRICS"),
+        (OPTIMIZERS, "TRAIN.OPTIMIZER"),
+    ],
+)
+def test_unknown_names_are_one_message_naming_the_key(registry, flag):
+    with pytest.raises(ConfigError, match=f"choose one of {', '.join(registry.names())}") as info:
+        registry.get("nope")
+    assert flag in str(info.value)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS.names())
+def test_every_optimizer_builds(name):
+    cfg = load(None, [f"TRAIN.OPTIMIZER={name}", "TRAIN.LR=0.5"])
+    optimizer = get_optimizer(cfg, get_model(cfg))
+    assert isinstance(optimizer, OPTIMIZERS.get(name)) and optimizer.param_groups[0]["lr"] == 0.5
 
 
 def test_losses_and_metrics():
@@ -65,6 +90,8 @@ def test_losses_and_metrics():
     assert get_metric(load(None, ["TRAIN.METRICS=none"])) is None
     with pytest.raises(ConfigError, match="LOSS_FN"):
         get_loss(load(None, ["TRAIN.LOSS_FN=hinge"]))
+    assert get_metric(load(None, ["TRAIN.METRICS=[]"])) is None
+    assert get_metric(load(None, ["TRAIN.METRICS=[MulticlassAccuracy]"])) is metric
 
 
 def test_optimizer_covers_all_parameters_and_steplr_per_epoch():
@@ -107,7 +134,7 @@ def test_sign_lr_is_a_second_group_and_zero_keeps_the_signs():
     # Models without sign latents keep one group.
     ornn_cfg = load(None, ["MODEL.NAME=ornn", "TRAIN.SIGN_LR=0"])
     assert len(get_optimizer(ornn_cfg, get_model(ornn_cfg)).param_groups) == 1
-    with pytest.raises(ConfigError, match="SIGN_LR"):
+    with pytest.raises(ConfigError, match=r"train\.sign_lr"):
         get_optimizer(load(None, ["TRAIN.SIGN_LR=-1"]), model)
 
 
@@ -137,7 +164,7 @@ def test_recurrent_lr_errors():
     with pytest.raises(ConfigError, match="not both"):
         cfg = load(None, ["TRAIN.SIGN_LR=0", "TRAIN.RECURRENT_LR=0"])
         get_optimizer(cfg, get_model(cfg))
-    with pytest.raises(ConfigError, match="RECURRENT_LR must be >= 0"):
+    with pytest.raises(ConfigError, match=r"train\.recurrent_lr' must be greater than or equal"):
         cfg = load(None, ["TRAIN.RECURRENT_LR=-1"])
         get_optimizer(cfg, get_model(cfg))
     with pytest.raises(ConfigError, match="no recurrent matrix"):

@@ -38,8 +38,20 @@ CASES = {
     "copy_sequential": ("copy", [*COPY, "MODEL.ENGINE=sequential"]),
 }
 #: metric names since the recording (old -> new), and the first epoch's number then
-RENAME: dict[str, str] = {}
-EPOCH_OFFSET = 0
+RENAME: dict[str, str] = {
+    "train_loss": "train/loss",
+    "train_acc": "train/accuracy",
+    "flips": "train/flips",
+    "val_loss": "val/loss",
+    "val_acc": "val/accuracy",
+    "test_loss": "test/loss",
+    "test_acc": "test/accuracy",
+    "naive_baseline": "baseline/loss",
+    "sv_min": "sv/min",
+    "sv_max": "sv/max",
+    "sv_ratio": "sv/ratio",
+}
+EPOCH_OFFSET = 1
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

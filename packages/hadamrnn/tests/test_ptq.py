@@ -50,12 +50,15 @@ def test_ptq_runs_on_a_trained_checkpoint(tmp_path, capsys):
     assert [line.split()[1] for line in lines] == ["float", "8", "16"]
     accuracy = {line.split()[1]: float(line.split()[-1]) for line in lines}
     assert abs(accuracy["16"] - accuracy["float"]) < 0.02  # 16 bits change almost nothing
+    checkpoint = str(run / "checkpoint.pt")  # the runner's checkpoint carries the config too
+    assert run_cli(ptq_main, ["--checkpoint", checkpoint, "--bits", "8"]) == 0
+    assert capsys.readouterr().out.count("test/accuracy") == 2
     # a bare state dict needs its config
     pth = str(run / "hadamrnn_sdigits.pth")
     assert run_cli(ptq_main, ["--checkpoint", pth, "--bits", "8"]) == 2
     assert "--config" in capsys.readouterr().err
     assert run_cli(ptq_main, ["--checkpoint", pth, "--config", SDIGITS, "--bits", "8"]) == 0
-    assert capsys.readouterr().out.count("test_acc") == 2
+    assert capsys.readouterr().out.count("test/accuracy") == 2
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):

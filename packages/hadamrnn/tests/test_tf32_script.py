@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from bnn_shared.testing import relative_difference
-from hadamrnn import engines
+from hadamrnn import ENGINES, current_arithmetic, training
 
 CONFIG = Path(__file__).resolve().parents[3] / "configs" / "hadamrnn" / "copy.yaml"
 
@@ -49,7 +49,7 @@ def test_recurrence_equals_the_loop_of_tf32_matmuls(load_script):
         states.append(h)
     loop, loop_grads = gradients(torch.stack(states, 1))
     assert relative_difference(fast, loop) <= 1e-6  # addmm's summation order
-    for got, want in zip(fast_grads, loop_grads):
+    for got, want in zip(fast_grads, loop_grads, strict=True):
         assert relative_difference(got, want) <= 1e-6
     exact = torch.zeros(3, 16)
     for t in range(25):
@@ -57,9 +57,16 @@ def test_recurrence_equals_the_loop_of_tf32_matmuls(load_script):
     assert 0 < relative_difference(loop[:, -1], exact) < 1e-2  # rounded, slightly
 
 
-def test_tiny_run_trains_and_restores_the_float32_matmuls(tmp_path, load_script):
+def test_tiny_run_trains_and_restores_the_float32_matmuls(tmp_path, load_script, monkeypatch):
     tf32 = load_script("hadamrnn_copy_tf32")
-    linear, sequential = F.linear, engines.ENGINES["sequential"]
+    linear, sequential = F.linear, ENGINES.get("sequential")
+    seen, train_epoch = [], training.train_epoch
+
+    def recording(*args, **kwargs):  # the hook is on while the run trains
+        seen.append(current_arithmetic())
+        return train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_epoch", recording)
     sizes = ["DATASET.SEQ_LENGTH=30", "DATASET.TRAIN=256", "DATASET.VAL=32", "DATASET.TEST=32"]
     argv = ["--", "--config", str(CONFIG), "--out-dir", str(tmp_path), "--quiet"]
     for item in [*sizes, "TRAIN.N_EPOCHS=1", "MODEL.ENGINE=parallel"]:
@@ -67,4 +74,5 @@ def test_tiny_run_trains_and_restores_the_float32_matmuls(tmp_path, load_script)
     assert tf32.main(argv) == 0
     assert "engine: sequential" in (tmp_path / "config.yaml").read_text()  # forced
     assert (tmp_path / "final.csv").exists()
-    assert F.linear is linear and engines.ENGINES["sequential"] is sequential
+    assert F.linear is linear and ENGINES.get("sequential") is sequential
+    assert len(seen) == 1 and seen[0] is not None and current_arithmetic() is None

@@ -46,19 +46,21 @@ def test_one_epoch_writes_the_run_files(tmp_path):
         assert (run / name).is_file(), name
     (row,) = _rows(run / "metrics.csv")
     for key in (
-        "train_loss",
-        "train_acc",
-        "val_loss",
-        "val_acc",
-        "flips",
-        "sv_min",
-        "sv_max",
-        "sv_ratio",
+        "train/loss",
+        "train/accuracy",
+        "val/loss",
+        "val/accuracy",
+        "train/flips",
+        "sv/min",
+        "sv/max",
+        "sv/ratio",
         "lr",
     ):
         assert key in row
-    assert abs(float(row["sv_min"]) - 1) < 1e-5 and abs(float(row["sv_max"]) - 1) < 1e-5
-    assert "test_acc:" in (run / "tiny.txt").read_text()
+    assert row["epoch"] == "1"  # epochs count from 1
+    assert abs(float(row["sv/min"]) - 1) < 1e-5 and abs(float(row["sv/max"]) - 1) < 1e-5
+    assert "test/accuracy:" in (run / "tiny.txt").read_text()
+    assert torch.load(run / "best.pt", weights_only=True)["epoch"] == 1
     assert set(torch.load(run / "tiny.pth", weights_only=True)) >= {"recurrent.s"}
 
 
@@ -75,7 +77,7 @@ def test_engines_give_the_same_training(tmp_path):
     assert _train(tmp_path / "par", 1) == 0
     assert _train(tmp_path / "seq", 1, "MODEL.ENGINE=sequential") == 0
     par, seq = _rows(tmp_path / "par" / "metrics.csv"), _rows(tmp_path / "seq" / "metrics.csv")
-    assert abs(float(par[0]["train_loss"]) - float(seq[0]["train_loss"])) < 1e-4
+    assert abs(float(par[0]["train/loss"]) - float(seq[0]["train/loss"])) < 1e-4
 
 
 @pytest.mark.parametrize("allow", [True, False])
@@ -129,6 +131,16 @@ def test_mistakes_are_one_line_errors(argv, needle, capsys):
     assert run_cli(main, argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and needle in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [("MODEL.NAME=transformer", "unknown model"), ("DATASET.NAME=cifar", "unknown dataset")],
+)
+def test_setup_errors_leave_no_run_directory(tmp_path, capsys, override, needle):
+    assert _train(tmp_path / "run", 1, override) == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_module_entry_point_reports_errors_without_traceback(tmp_path):

@@ -56,6 +56,20 @@ class Group:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def sum_weighted_(self, tensors: list[torch.Tensor], weight: float = 1.0) -> None:
+        """Replace each tensor by the sum over the processes of ``weight * tensor``, in place
+        and in one flat buffer (one collective for all of them)."""
+        if not self.active or not tensors:
+            return
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        if weight != 1.0:
+            flat.mul_(weight)
+        self.all_reduce_sum_(flat)
+        offset = 0
+        for tensor in tensors:
+            tensor.copy_(flat[offset : offset + tensor.numel()].view_as(tensor))
+            offset += tensor.numel()
+
     def weighted_mean(self, values: Mapping[str, Any], weight: float) -> dict[str, Any]:
         """Means over the processes of the float ``values``, each weighted by ``weight``
         (its sample count); other values are rank 0's."""
@@ -146,16 +160,8 @@ class SyncedOptimizer:
             for p in group["params"]
             if p.grad is not None
         ]
-        if not grads or not self.group.active:
-            return
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        if self.reduction == "mean":
-            flat.mul_(self.weight)
-        self.group.all_reduce_sum_(flat)
-        offset = 0
-        for grad in grads:
-            grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
-            offset += grad.numel()
+        weight = self.weight if self.reduction == "mean" else 1.0
+        self.group.sum_weighted_(grads, weight)
 
     def step(self, *args: Any, **kwargs: Any) -> Any:
         self.synchronize()

@@ -185,6 +185,7 @@ class Context:
         self.epoch = 0
         self.last_row: dict[str, Any] = {}
         self.samples = 0  # this process's samples of the epoch so far (ctx.batches)
+        self.share = 1.0  # this process's share of the current global batch
         self._synced: list[SyncedOptimizer] = []
 
     @property
@@ -241,10 +242,33 @@ class Context:
             order = order[: size - size % batch_size]
         for indices in self.progress(order.split(batch_size), desc=desc or f"epoch {self.epoch}"):
             local = self.group.shard(indices)
-            for optimizer in self._synced:
-                optimizer.weight = len(local) / len(indices)
-            self.samples += len(local)
+            self._count(len(local), len(indices))
             yield local
+
+    def take_share(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """This process's share (rows) of tensors that hold one global batch, for packages
+        that build their batches themselves; without torchrun the tensors as they are.
+        Counts the share in :attr:`samples` and weights the synchronised optimizer, as
+        :meth:`batches` does."""
+        size = len(tensors[0])
+        rows = self.group.shard(torch.arange(size))
+        self._count(len(rows), size)
+        if not self.group.active:
+            return tensors
+        return tuple(t[rows[0] : rows[-1] + 1] if len(rows) else t[:0] for t in tensors)
+
+    def _count(self, local: int, size: int) -> None:
+        self.share = local / size if size else 0.0
+        for optimizer in self._synced:
+            optimizer.weight = self.share
+        self.samples += local
+
+    def sync_gradients_(self, tensors: list[torch.Tensor], reduction: str = "mean") -> None:
+        """For updates made outside an optimizer (EP's flips, say): replace each gradient
+        tensor by the global batch's, summing over the processes weighted by their share
+        (``"mean"``: the tensors are means over the local batch) or as they are (``"sum"``).
+        Nothing happens without torchrun."""
+        self.group.sum_weighted_(tensors, self.share if reduction == "mean" else 1.0)
 
     def check_loss(self, loss: Any, step: int) -> None:
         """Stop the run with :class:`NonFiniteLossError` if ``loss`` is NaN or infinite."""

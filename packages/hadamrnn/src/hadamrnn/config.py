@@ -3,7 +3,8 @@
 The files keep the reference layout: sections ``DATASET``, ``MODEL`` and ``TRAIN`` plus the
 top-level ``PROJECT`` / ``USE_WANDB``; keys are case-insensitive (lower-cased on load, as the
 reference does). Unlike the reference, a typo or a wrong type is an error naming the key and
-the file (:class:`bnn_shared.errors.ConfigError`), the path of ``--config`` is taken
+the file (:class:`bnn_shared.errors.ConfigError`; sizes, epochs and learning rates must be
+positive), the path of ``--config`` is taken
 literally, and ``$module.Name`` values are not imported: losses and metrics are names from
 registries (the reference's ``$torch.nn.CrossEntropyLoss`` spelling is accepted).
 The legacy keys of the reference configs (``GIVENS``, ``MULTIPARAMETERS``, ``DISPLAY_EPOCH``,
@@ -17,9 +18,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from bnn_shared.config import ConfigModel, apply_overrides, from_dict, load_yaml, to_dict
-from bnn_shared.errors import ConfigError
-from pydantic import Field, model_validator
+from bnn_shared.config import ConfigModel, apply_overrides, from_dict, load_yaml
+from pydantic import Field, field_validator, model_validator
+
+from .engines import ENGINES
 
 __all__ = ["Config", "DatasetConfig", "ModelConfig", "TrainConfig", "load", "lower_keys"]
 
@@ -27,79 +29,122 @@ __all__ = ["Config", "DatasetConfig", "ModelConfig", "TrainConfig", "load", "low
 class DatasetConfig(ConfigModel):
     """``DATASET``: which data and how much of it."""
 
-    name: str = "sdigits"  # copy_task, pmnist, smnist, sdigits, pdigits, imdb, glue (aliases ok)
-    task: str | None = None  # GLUE task: sst2 or qqp
-    train: int | None = None  # training-set size (copy task; MNIST: 60000 - val)
-    val: int | None = None  # validation size
-    test: int | None = None  # test size (copy task)
-    seq_length: int | None = None  # copy: TOTAL length T; imdb / glue: tokens kept
-    sent_length: int = 10  # copy task: K symbols to remember
-    vocabulary: int = 10  # copy task: blank + 8 symbols + marker
-    seed: int = 0  # copy task data seed
-    weighted_sampler: bool | None = None  # class-balanced sampling (default: on for GLUE)
-    vocab_size: int = 10000  # imdb: keep the most frequent words (Keras num_words)
+    name: str = Field(
+        "sdigits",
+        description="copy_task, pmnist, smnist, sdigits, pdigits, imdb, glue (reference names "
+        "such as CopyMemory accepted); see dataset_tools.DATASETS",
+    )
+    task: str | None = Field(None, description="GLUE task: sst2 or qqp")
+    train: int | None = Field(None, ge=1, description="training-set size (copy task)")
+    val: int | None = Field(None, ge=1, description="validation size (copy task, MNIST)")
+    test: int | None = Field(None, ge=1, description="test size (copy task)")
+    seq_length: int | None = Field(
+        None, ge=1, description="copy task: the TOTAL length T; imdb / glue: tokens kept"
+    )
+    sent_length: int = Field(10, ge=1, description="copy task: K symbols to remember")
+    vocabulary: int = Field(10, ge=3, description="copy task: blank + symbols + marker")
+    seed: int = Field(0, description="copy task data seed")
+    weighted_sampler: bool | None = Field(
+        None, description="class-balanced sampling (default: on for GLUE)"
+    )
+    vocab_size: int = Field(
+        10000, ge=1, description="imdb: keep the most frequent words (Keras num_words)"
+    )
 
 
 class ModelConfig(ConfigModel):
     """``MODEL``: architecture; ``name`` picks the model (see ``getters.MODELS``)."""
 
-    name: str = "hadamrnn"  # hadamrnn (BinadamSSM), ornn, qornn, lstm
-    hidden_size: int = 64
-    input_size: int = 1
-    output_size: int = 10
-    basic_block: str | int = "full"  # 'full' = HadamRNN; k = blocks of 2^k (Block-HadamRNN)
-    num_bits: int | None = 4  # bits of U and V (None: float)
-    recurrent_bits: int | None = None  # QORNN: bits of W (default num_bits)
-    qoutput: bool = True  # quantize V
-    manytomany: bool = False  # one output per step (copy task)
-    activation: str = "relu"  # read-out activation (ReLU in every paper config)
-    bias: bool = True  # recurrent bias b
-    bias_final: bool = True  # output bias c
-    single_layer: bool = True  # the 2-layer reference variant is broken; only True
-    vocab_size: int | None = None  # token inputs through an embedding (IMDB, GLUE)
-    embeddings_dropout: float | None = None  # default 0 (HadamRNN) / 0.5 (QORNN)
-    linear_recurrent: bool = True  # False: feed ReLU(h) back (sequential engine)
+    name: str = Field("hadamrnn", description="hadamrnn (BinadamSSM), ornn, qornn, lstm")
+    hidden_size: int = Field(64, ge=1, description="n, the state size")
+    input_size: int = Field(1, ge=1, description="d_in (embedding size for token inputs)")
+    output_size: int = Field(10, ge=1, description="d_out")
+    basic_block: str | int = Field(
+        "full", description="'full' = HadamRNN; k = blocks of 2^k (Block-HadamRNN)"
+    )
+    num_bits: int | None = Field(4, ge=1, description="bits of U and V (null: float)")
+    recurrent_bits: int | None = Field(
+        None, ge=1, description="QORNN: bits of W (default num_bits)"
+    )
+    qoutput: bool = Field(True, description="quantize V")
+    manytomany: bool = Field(False, description="one output per step (copy task)")
+    activation: str = Field("relu", description="read-out activation (only relu)")
+    bias: bool = Field(True, description="recurrent bias b")
+    bias_final: bool = Field(True, description="output bias c")
+    single_layer: bool = Field(True, description="only True (the 2-layer variant is broken)")
+    vocab_size: int | None = Field(
+        None, ge=1, description="token inputs through an embedding (IMDB, GLUE)"
+    )
+    embeddings_dropout: float | None = Field(
+        None, ge=0, lt=1, description="default 0 (HadamRNN) / 0.5 (QORNN)"
+    )
+    linear_recurrent: bool = Field(True, description="False: feed ReLU(h) back (sequential)")
     readout: Literal["last_position", "last_token", "mean"] = "last_position"
-    engine: Literal["parallel", "sequential"] = "parallel"
-    clip_sign: bool = False  # clamp HadamRNN's latent s to [-1, 1] (off in the paper)
-    # ORNN: map of torch's orthogonal parametrization (cayley is about 13x cheaper at n = 512)
-    orthogonal_map: Literal["matrix_exp", "cayley", "householder"] = "matrix_exp"
-    lambda_orth: float = 0.0  # orthogonality penalty: only 0 (W is orthogonal by design)
-    seed: int = 0  # the one seed of model, data order and loaders
+    engine: str = Field("parallel", description="parallel or sequential (engines.ENGINES)")
+    clip_sign: bool = Field(False, description="clamp HadamRNN's latent s to [-1, 1]")
+    orthogonal_map: Literal["matrix_exp", "cayley", "householder"] = Field(
+        "matrix_exp",
+        description="ORNN: map of torch's orthogonal parametrization (cayley is about 13x "
+        "cheaper at n = 512)",
+    )
+    lambda_orth: float = Field(0.0, description="orthogonality penalty: only 0")
+    seed: int = Field(0, description="the one seed of model, data order and loaders")
     # legacy keys of the reference configs, accepted and ignored
     givens: Any = None
     multiparameters: Any = None
     activation_config: Any = None
     activation_final: Any = None
 
+    @field_validator("engine")
+    @classmethod
+    def _registered_engine(cls, value: str) -> str:
+        return ENGINES.canonical(value)
+
 
 class TrainConfig(ConfigModel):
     """``TRAIN``: optimisation and evaluation."""
 
-    loss_fn: str = "cross_entropy"  # cross_entropy or bce_with_logits
-    metrics: str | list[str] | None = "accuracy"  # accuracy (logit > 0 for one output) or none
-    batch_size: int = 64
-    val_batch_size: int | None = None  # default: a tenth of the split, as the reference
-    n_epochs: int = 10
-    lr: float = 1e-3
-    # learning rate of HadamRNN's sign latents s: None = LR (the paper); 0 keeps the random
-    # initial signs (each flip of a trained model scrambles W^k: see the package README)
-    sign_lr: float | None = None
-    # learning rate of the recurrent matrix's parameters of any model (HadamRNN: s, as
-    # SIGN_LR; ORNN: its orthogonal parametrization; QORNN: its latent matrix), never of the
-    # recurrent bias: None = LR (the paper); orthogonal-RNN recipes use LR / 10 here
-    recurrent_lr: float | None = None
-    optimizer: str = "adam"
-    gamma: float = 0.98  # StepLR factor per epoch
-    step_size: int = 1
-    torch_device: str = "auto"  # the reference configs say cuda:0
-    # CUDA: float32 matmuls and convolutions on TF32 tensor cores, the default of torch 1.7 to
-    # 1.11 on Ampere or newer GPUs (the reference ran torch 1.10 on cuda:0); no effect on CPU
-    allow_tf32: bool = False
-    track_flips: bool = True
-    max_batches: int | None = None  # cap on training batches per epoch (smoke runs, bench)
-    eval_best: bool = False  # test the best-validation weights instead of the last ones
-    save_test_output: bool = False  # GLUE: write the submission TSV of the test split
+    loss_fn: str = Field("cross_entropy", description="cross_entropy or bce_with_logits")
+    metrics: str | list[str] | None = Field(
+        "accuracy", description="accuracy (logit > 0 for one output) or none"
+    )
+    batch_size: int = Field(64, ge=1, description="training batch size")
+    val_batch_size: int | None = Field(
+        None, ge=1, description="default: a tenth of the split, as the reference"
+    )
+    n_epochs: int = Field(10, ge=1, description="epochs")
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+    # each flip of a trained model's sign scrambles W^k: see the package README
+    sign_lr: float | None = Field(
+        None,
+        ge=0,
+        description="learning rate of HadamRNN's sign latents s: null = LR (the paper); 0 "
+        "keeps the random initial signs",
+    )
+    recurrent_lr: float | None = Field(
+        None,
+        ge=0,
+        description="learning rate of the recurrent matrix's parameters of any model (never "
+        "of its bias): null = LR (the paper); orthogonal-RNN recipes use LR / 10",
+    )
+    optimizer: str = Field("adam", description="adam, adamw or sgd")
+    gamma: float = Field(0.98, gt=0, description="StepLR factor per step_size epochs")
+    step_size: int = Field(1, ge=1, description="StepLR period in epochs")
+    torch_device: str = Field("auto", description="the reference configs say cuda:0")
+    # torch 1.7 to 1.11 did this by default on Ampere or newer GPUs (the reference: torch 1.10)
+    allow_tf32: bool = Field(
+        False, description="CUDA float32 matmuls and convolutions in TF32 (no effect on CPU)"
+    )
+    track_flips: bool = Field(True, description="count the sign flips of s per epoch")
+    max_batches: int | None = Field(
+        None, ge=1, description="cap on training batches per epoch (smoke runs, bench)"
+    )
+    eval_best: bool = Field(
+        False, description="test the best-validation weights instead of the last ones"
+    )
+    save_test_output: bool = Field(
+        False, description="GLUE: write the submission TSV of the test split"
+    )
     # legacy keys, ignored
     display_epoch: Any = None
     display_every: Any = None
@@ -112,33 +157,24 @@ class Config(ConfigModel):
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    project: str = "hadamRNN_quantized"
-    use_wandb: bool = False
+    project: str = Field("hadamRNN_quantized", description="the wandb project")
+    use_wandb: bool = Field(False, description="log to Weights & Biases")
 
     @model_validator(mode="after")
     def _check(self) -> Config:
         model = self.model
         if not model.single_layer:
-            raise ConfigError("MODEL.SINGLE_LAYER: only single-layer models exist (True)")
+            raise ValueError("MODEL.SINGLE_LAYER: only single-layer models exist (True)")
         if model.lambda_orth != 0:
-            raise ConfigError("MODEL.LAMBDA_ORTH must be 0: W is orthogonal by construction")
+            raise ValueError("MODEL.LAMBDA_ORTH must be 0: W is orthogonal by construction")
         if model.activation.lower() != "relu":
-            raise ConfigError(f"MODEL.ACTIVATION: only relu is implemented, got {model.activation}")
+            raise ValueError(f"MODEL.ACTIVATION: only relu is implemented, got {model.activation}")
         if isinstance(model.basic_block, str) and model.basic_block != "full":
-            raise ConfigError(
+            raise ValueError(
                 f"MODEL.BASIC_BLOCK must be 'full' or an integer, got {model.basic_block!r}"
             )
-        positive = {
-            "hidden_size": model.hidden_size,
-            "input_size": model.input_size,
-            "output_size": model.output_size,
-            "batch_size": self.train.batch_size,
-        }
-        for key, value in positive.items():
-            if value < 1:
-                raise ConfigError(f"{key.upper()} must be >= 1, got {value}")
-        if self.train.n_epochs < 0:
-            raise ConfigError(f"TRAIN.N_EPOCHS must be >= 0, got {self.train.n_epochs}")
+        if self.train.sign_lr is not None and self.train.recurrent_lr is not None:
+            raise ValueError("set TRAIN.SIGN_LR or TRAIN.RECURRENT_LR, not both")
         return self
 
 
@@ -164,19 +200,9 @@ def load(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Confi
     source = str(path) if path else "the defaults"
     if overrides:
         source += " (with --set overrides)"
-    try:
-        return from_dict(Config, data, source=source)
-    except ConfigError as exc:
-        if source in str(exc):
-            raise
-        raise ConfigError(f"{source}: {exc}") from exc
+    return from_dict(Config, data, source=source)
 
 
 def _lower_override(item: str) -> str:
     key, sep, value = str(item).partition("=")
     return f"{key.lower()}{sep}{value}"
-
-
-def as_dict(cfg: Config) -> dict[str, Any]:
-    """Plain data of ``cfg`` (lower-case keys), readable back by :func:`from_dict`."""
-    return to_dict(cfg)

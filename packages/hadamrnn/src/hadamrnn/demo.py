@@ -38,6 +38,8 @@ def model_bits(name: str, n: int, d_in: int, d_out: int, bits: int | None) -> tu
 
 
 def _run(model_name: str) -> tuple[float, float]:
+    from bnn_shared.runner import RunSettings
+
     from .config import load
     from .training import run_training
 
@@ -45,8 +47,8 @@ def _run(model_name: str) -> tuple[float, float]:
     cfg = load(None, overrides)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out_dir:
-        final = run_training(cfg, out_dir=out_dir, quiet=True, device="cpu")
-    return final["test_acc"], time.perf_counter() - start
+        final = run_training(cfg, RunSettings(out_dir=out_dir, quiet=True, device="cpu"))
+    return final["test/accuracy"], time.perf_counter() - start
 
 
 def demo(*, quiet: bool = False) -> list[DemoResult]:

@@ -1,6 +1,7 @@
 """Engines that evaluate ``h_t = W h_(t-1) + b + U x_t`` (``h_0 = 0``) over a whole sequence.
 
-Selected by name (``engine: sequential|parallel``) from :data:`ENGINES`; every engine has the
+Selected by name (``MODEL.ENGINE: sequential|parallel``) from the registry :data:`ENGINES`;
+every engine has the
 signature ``engine(rec, x, *, all_states, nonlinearity=None, state_quantizer=None)`` with
 ``rec`` a :class:`~hadamrnn.quantized_layers.LinearRecurrence` and ``x`` ``(B, T, d)``, and
 returns the last state ``(B, n)`` or, with ``all_states``, every state ``(B, T, n)``.
@@ -24,7 +25,9 @@ States are row vectors, so ``W h`` is written ``h @ W.T`` (``rec.step``).
     products in the loops go through ``rec.step`` (a fast Walsh–Hadamard transform for
     Hadamard layers), so ``T`` steps cost about ``2 L + C`` batched operations.
 
-Gradients flow through autograd in both engines.
+Gradients flow through autograd in both engines. Inside
+:func:`~hadamrnn.arithmetic.use_arithmetic` the ``sequential`` engine computes its matmuls
+with the given :class:`~hadamrnn.arithmetic.Arithmetic` (the ``parallel`` one refuses it).
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ from collections.abc import Callable
 
 import torch
 from bnn_shared.errors import ConfigError
+from bnn_shared.registry import Registry
 from torch import Tensor
 
+from .arithmetic import Arithmetic, current_arithmetic
 from .quantized_layers import LinearRecurrence
 
-__all__ = ["ENGINES", "get_engine", "sequential", "parallel", "chunk_length"]
+__all__ = ["ENGINES", "sequential", "parallel", "chunk_length"]
 
 Engine = Callable[..., Tensor]
 
@@ -52,6 +57,9 @@ def sequential(
     state_quantizer: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """The reference time loop (see the module docstring)."""
+    arithmetic = current_arithmetic()
+    if arithmetic is not None:
+        return _sequential_with(arithmetic, rec, x, all_states, nonlinearity, state_quantizer)
     batch = x.shape[0]
     w_t, u_t = rec.weight.t(), rec.input_weight.t()
     h = x.new_zeros(batch, rec.weight.shape[0])
@@ -60,6 +68,34 @@ def sequential(
         h = h @ w_t + x_t @ u_t
         if rec.bias is not None:
             h = h + rec.bias
+        if nonlinearity is not None:
+            h = nonlinearity(h)
+        if state_quantizer is not None:
+            h = state_quantizer(h)
+        if all_states:
+            states.append(h)
+    return torch.stack(states, 1) if all_states else h
+
+
+def _sequential_with(
+    arithmetic: Arithmetic,
+    rec: LinearRecurrence,
+    x: Tensor,
+    all_states: bool,
+    nonlinearity: Callable[[Tensor], Tensor] | None,
+    state_quantizer: Callable[[Tensor], Tensor] | None,
+) -> Tensor:
+    """The time loop written as the reference writes it, ``h = linear(h, W, b) +
+    linear(x_t, U)``, with the matmuls of ``arithmetic`` (its ``recurrence`` when given)."""
+    linear = arithmetic.linear
+    if arithmetic.recurrence is not None and nonlinearity is None and state_quantizer is None:
+        bias = rec.bias if rec.bias is not None else x.new_zeros(rec.weight.shape[0])
+        states = arithmetic.recurrence(linear(x, rec.input_weight), rec.weight, bias)
+        return states if all_states else states[:, -1]
+    h = x.new_zeros(x.shape[0], rec.weight.shape[0])
+    states = []
+    for x_t in x.unbind(1):
+        h = linear(h, rec.weight, rec.bias) + linear(x_t, rec.input_weight)
         if nonlinearity is not None:
             h = nonlinearity(h)
         if state_quantizer is not None:
@@ -78,6 +114,11 @@ def parallel(
     state_quantizer: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """The linear-recurrence engine (see the module docstring)."""
+    if current_arithmetic() is not None:
+        raise ConfigError(
+            "engine 'parallel' cannot compute with another arithmetic (use_arithmetic); use "
+            "engine: sequential"
+        )
     if nonlinearity is not None or state_quantizer is not None:
         raise ConfigError(
             "engine 'parallel' needs a linear recurrence without state quantization; use "
@@ -157,13 +198,7 @@ def _blockwise_scan(rec: LinearRecurrence, x: Tensor) -> Tensor:
     return torch.stack(states, 2).reshape(batch, chunks * length, n)[:, pad:]
 
 
-#: Engines by name; adding one is adding an entry.
-ENGINES: dict[str, Engine] = {"sequential": sequential, "parallel": parallel}
-
-
-def get_engine(name: str) -> Engine:
-    """The engine registered under ``name``."""
-    try:
-        return ENGINES[name]
-    except KeyError:
-        raise ConfigError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}") from None
+#: Engines by name (``MODEL.ENGINE``); adding one is adding an entry.
+ENGINES: Registry[Engine] = Registry("engine", flag="MODEL.ENGINE")
+ENGINES.register("sequential", sequential)
+ENGINES.register("parallel", parallel)

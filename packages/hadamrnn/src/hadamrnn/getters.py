@@ -1,7 +1,8 @@
 """From a :class:`~hadamrnn.config.Config` to model, optimizer, scheduler, loss and metric.
 
-Each kind is a registry (a dict from name to builder); the reference's names
-(``BinadamSSM``, ``BinadamSSMwithEmbeddings``, ``$torch.nn.CrossEntropyLoss``, ...) are aliases.
+Each kind is a :class:`bnn_shared.registry.Registry` (case-insensitive names, one message for
+an unknown name); the reference's names (``BinadamSSM``, ``BinadamSSMwithEmbeddings``,
+``$torch.nn.CrossEntropyLoss``, ...) are aliases.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Callable
 
 import torch
 from bnn_shared.errors import ConfigError
+from bnn_shared.registry import Registry
 from torch import Tensor, nn
 
 from .config import Config, ModelConfig
@@ -26,8 +28,11 @@ __all__ = [
     "get_scheduler",
     "get_loss",
     "get_metric",
-    "model_name",
 ]
+
+
+#: Models by name (``MODEL.NAME``): ``builder(model_config) -> nn.Module``.
+MODELS: Registry[Callable[[ModelConfig], nn.Module]] = Registry("model", flag="MODEL.NAME")
 
 
 def _linear(cfg: ModelConfig, recurrent: nn.Module, *, bits, dropout: float) -> LinearRNN:
@@ -47,6 +52,7 @@ def _linear(cfg: ModelConfig, recurrent: nn.Module, *, bits, dropout: float) -> 
     )
 
 
+@MODELS.register("hadamrnn", aliases=("binadamssm", "binadamssmwithembeddings", "block_hadamrnn"))
 def _hadamrnn(cfg: ModelConfig) -> nn.Module:
     recurrent = HadamardRecurrent(
         cfg.hidden_size, cfg.basic_block, bias=cfg.bias, clip_sign=cfg.clip_sign
@@ -54,6 +60,7 @@ def _hadamrnn(cfg: ModelConfig) -> nn.Module:
     return _linear(cfg, recurrent, bits=cfg.num_bits, dropout=0.0)
 
 
+@MODELS.register("ornn")
 def _ornn(cfg: ModelConfig) -> nn.Module:
     recurrent = OrthogonalRecurrent(
         cfg.hidden_size, bias=cfg.bias, orthogonal_map=cfg.orthogonal_map
@@ -61,6 +68,7 @@ def _ornn(cfg: ModelConfig) -> nn.Module:
     return _linear(cfg, recurrent, bits=None, dropout=0.0)
 
 
+@MODELS.register("qornn", aliases=("qornnwithembeddings",))
 def _qornn(cfg: ModelConfig) -> nn.Module:
     bits = cfg.recurrent_bits or cfg.num_bits
     if bits is None:
@@ -69,6 +77,7 @@ def _qornn(cfg: ModelConfig) -> nn.Module:
     return _linear(cfg, recurrent, bits=cfg.num_bits, dropout=0.5)
 
 
+@MODELS.register("lstm")
 def _lstm(cfg: ModelConfig) -> nn.Module:
     return LSTMModel(
         input_size=cfg.input_size,
@@ -80,36 +89,16 @@ def _lstm(cfg: ModelConfig) -> nn.Module:
     )
 
 
-#: Models by name: ``builder(model_config) -> nn.Module``.
-MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
-    "hadamrnn": _hadamrnn,
-    "ornn": _ornn,
-    "qornn": _qornn,
-    "lstm": _lstm,
-}
-MODEL_ALIASES = {
-    "binadamssm": "hadamrnn",
-    "binadamssmwithembeddings": "hadamrnn",
-    "block_hadamrnn": "hadamrnn",
-    "qornnwithembeddings": "qornn",
-}
-
-
-def model_name(name: str) -> str:
-    """The registered model name of ``name`` (reference names accepted)."""
-    key = name.strip().lower()
-    key = MODEL_ALIASES.get(key, key)
-    if key not in MODELS:
-        raise ConfigError(f"MODEL.NAME {name!r} is unknown; choose one of {', '.join(MODELS)}")
-    return key
-
-
 def get_model(cfg: Config) -> nn.Module:
     """The model of ``cfg.model``."""
-    return MODELS[model_name(cfg.model.name)](cfg.model)
+    return MODELS.get(cfg.model.name)(cfg.model)
 
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
+#: Optimizers by name (``TRAIN.OPTIMIZER``).
+OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer", flag="TRAIN.OPTIMIZER")
+OPTIMIZERS.register("adam", torch.optim.Adam)
+OPTIMIZERS.register("adamw", torch.optim.AdamW)
+OPTIMIZERS.register("sgd", torch.optim.SGD)
 
 
 def get_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
@@ -120,17 +109,8 @@ def get_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     learning rate: HadamRNN's sign latents ``s`` (0: the signs never change), the ORNN's
     orthogonal parametrization, QORNN's latent matrix; the recurrent bias stays in the first.
     """
-    key = _strip_path(cfg.train.optimizer)
-    if key not in OPTIMIZERS:
-        raise ConfigError(
-            f"TRAIN.OPTIMIZER {cfg.train.optimizer!r} is unknown; choose {', '.join(OPTIMIZERS)}"
-        )
-    sign_lr, recurrent_lr = cfg.train.sign_lr, cfg.train.recurrent_lr
-    for name, value in (("SIGN_LR", sign_lr), ("RECURRENT_LR", recurrent_lr)):
-        if value is not None and value < 0:
-            raise ConfigError(f"TRAIN.{name} must be >= 0 or null, got {value}")
-    if sign_lr is not None and recurrent_lr is not None:
-        raise ConfigError("set TRAIN.SIGN_LR or TRAIN.RECURRENT_LR, not both")
+    optimizer = OPTIMIZERS.get(_strip_path(cfg.train.optimizer))
+    sign_lr, recurrent_lr = cfg.train.sign_lr, cfg.train.recurrent_lr  # >= 0, not both
     second = _recurrent_matrix_parameters(model)
     if recurrent_lr is not None:
         if not second:
@@ -142,13 +122,13 @@ def get_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
         hadamard = isinstance(getattr(model, "recurrent", None), HadamardRecurrent)
         lr = sign_lr if hadamard else None
     if lr is None:
-        return OPTIMIZERS[key](model.parameters(), lr=cfg.train.lr)
+        return optimizer(model.parameters(), lr=cfg.train.lr)
     ids = {id(p) for p in second}
     groups = [
         {"params": [p for p in model.parameters() if id(p) not in ids]},
         {"params": second, "lr": lr},
     ]
-    return OPTIMIZERS[key](groups, lr=cfg.train.lr)
+    return optimizer(groups, lr=cfg.train.lr)
 
 
 def _recurrent_matrix_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -175,9 +155,11 @@ def _bce(logits: Tensor, target: Tensor) -> Tensor:
     )
 
 
-#: Losses by name: ``loss(logits, target)``, logits reshaped to ``(-1, d_out)`` as the reference.
-LOSSES = {"cross_entropy": _cross_entropy, "bce_with_logits": _bce}
-LOSS_ALIASES = {"crossentropyloss": "cross_entropy", "bcewithlogitsloss": "bce_with_logits"}
+#: Losses by name (``TRAIN.LOSS_FN``): ``loss(logits, target)``, logits reshaped to
+#: ``(-1, d_out)`` as the reference.
+LOSSES: Registry[Callable[[Tensor, Tensor], Tensor]] = Registry("loss", flag="TRAIN.LOSS_FN")
+LOSSES.register("cross_entropy", _cross_entropy, aliases=("crossentropyloss",))
+LOSSES.register("bce_with_logits", _bce, aliases=("bcewithlogitsloss",))
 
 
 def _strip_path(name: str) -> str:
@@ -186,13 +168,8 @@ def _strip_path(name: str) -> str:
 
 
 def get_loss(cfg: Config) -> Callable[[Tensor, Tensor], Tensor]:
-    key = _strip_path(cfg.train.loss_fn)
-    key = LOSS_ALIASES.get(key, key)
-    if key not in LOSSES:
-        raise ConfigError(
-            f"TRAIN.LOSS_FN {cfg.train.loss_fn!r} is unknown; choose {', '.join(LOSSES)}"
-        )
-    return LOSSES[key]
+    """The loss ``TRAIN.LOSS_FN``."""
+    return LOSSES.get(_strip_path(cfg.train.loss_fn))
 
 
 def _correct(logits: Tensor, target: Tensor) -> Tensor:
@@ -204,18 +181,16 @@ def _correct(logits: Tensor, target: Tensor) -> Tensor:
     return (predicted == target.reshape(-1)).sum()
 
 
-#: Metrics by name: ``metric(logits, target) -> summed value`` (divided by the item count).
-METRICS: dict[str, Callable[[Tensor, Tensor], Tensor] | None] = {"accuracy": _correct, "none": None}
-METRIC_ALIASES = {"binaryaccuracy": "accuracy", "multiclassaccuracy": "accuracy"}
+#: Metrics by name (``TRAIN.METRICS``): ``metric(logits, target) -> summed value`` (divided by
+#: the item count); ``none`` (or null) is no metric.
+METRICS: Registry[Callable[[Tensor, Tensor], Tensor]] = Registry("metric", flag="TRAIN.METRICS")
+METRICS.register("accuracy", _correct, aliases=("binaryaccuracy", "multiclassaccuracy"))
 
 
-def get_metric(cfg: Config):
+def get_metric(cfg: Config) -> Callable[[Tensor, Tensor], Tensor] | None:
     """The accuracy counter, or None (the copy task reports its cross-entropy)."""
     names = cfg.train.metrics
-    if names is None or names == []:
+    name = names[0] if isinstance(names, list) and names else names
+    if not name or _strip_path(name) == "none":
         return None
-    name = names[0] if isinstance(names, list) else names
-    key = METRIC_ALIASES.get(_strip_path(name), _strip_path(name))
-    if key not in METRICS:
-        raise ConfigError(f"TRAIN.METRICS {name!r} is unknown; choose {', '.join(METRICS)}")
-    return METRICS[key]
+    return METRICS.get(_strip_path(name))

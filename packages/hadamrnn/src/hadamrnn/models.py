@@ -18,7 +18,7 @@ import torch
 from bnn_shared.errors import ConfigError
 from torch import Tensor, nn
 
-from .engines import get_engine
+from .engines import ENGINES
 from .quantized_layers import QLinear
 
 __all__ = ["LinearRNN", "LSTMModel", "READOUTS"]
@@ -80,7 +80,7 @@ class LinearRNN(nn.Module):
         self.readout = readout
         self.linear_recurrent = linear_recurrent
         self.engine = engine
-        get_engine(engine)  # fail early on an unknown name
+        ENGINES.get(engine)  # fail early on an unknown name
 
     def embed(self, x: Tensor) -> Tensor:
         """Inputs of the recurrence ``(B, T, d_in)`` (token ids go through the embedding)."""
@@ -105,7 +105,7 @@ class LinearRNN(nn.Module):
         nonlinearity = None if self.linear_recurrent else torch.relu
         if nonlinearity is not None or state_quantizer is not None:
             engine = "sequential"
-        run = get_engine(engine or self.engine)
+        run = ENGINES.get(engine or self.engine)
         return run(
             rec,
             inputs,

@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 from bnn_shared.cli import add_common_arguments, run_cli
 from bnn_shared.config import from_dict
+from bnn_shared.data.splits import batches
 from bnn_shared.errors import CheckpointError, ConfigError
 from bnn_shared.utils import parse_device
 
 from .config import Config, load, lower_keys
-from .dataset_tools import batches, load_splits
+from .dataset_tools import load_splits
 from .extra_layers import ActivationQuantizer
 from .getters import get_loss, get_metric, get_model
 from .models import LinearRNN
@@ -44,7 +45,8 @@ def _load(checkpoint: Path, config: str | None) -> tuple[Config, dict]:
     stored = payload.get("config")
     if stored is None:
         raise ConfigError(f"{checkpoint} carries no config: pass --config FILE")
-    return from_dict(Config, lower_keys(stored), source=str(checkpoint)), state
+    stored = {k: v for k, v in lower_keys(stored).items() if k != "run"}  # the runner's record
+    return from_dict(Config, stored, source=str(checkpoint)), state
 
 
 @torch.no_grad()

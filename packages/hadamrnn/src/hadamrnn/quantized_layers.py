@@ -27,6 +27,8 @@ from bnn_shared.errors import ConfigError
 from bnn_shared.quantizers import sign, uniform
 from torch import Tensor, nn
 
+from .arithmetic import current_arithmetic
+
 __all__ = [
     "LinearRecurrence",
     "hadamard_matrix",
@@ -152,7 +154,8 @@ def _uniform_or_float(weight: Tensor, bits: int | None) -> Tensor:
 class QLinear(nn.Linear):
     """``nn.Linear`` with a ``bits``-bit uniformly quantized weight (float bias).
 
-    Forward ``y = x @ q(W).T + c`` with ``q`` the core's HadamRNN quantizer
+    Forward ``y = x @ q(W).T + c`` (the matmul of :func:`~hadamrnn.arithmetic.use_arithmetic`
+    when one is in use) with ``q`` the core's HadamRNN quantizer
     (:func:`bnn_shared.quantizers.uniform`: per-tensor max-abs scale, levels
     ``-2^(b-1)..2^(b-1)-1``, identity STE). ``bits=None`` is a plain float layer. Init: square
     weights orthogonal, others Xavier-uniform; the bias keeps ``nn.Linear``'s default.
@@ -178,7 +181,9 @@ class QLinear(nn.Linear):
         return _uniform_or_float(self.weight, self.bits)
 
     def forward(self, x: Tensor) -> Tensor:
-        return nn.functional.linear(x, self.quantized_weight(), self.bias)
+        arithmetic = current_arithmetic()  # an emulated arithmetic (use_arithmetic), if any
+        linear = nn.functional.linear if arithmetic is None else arithmetic.linear
+        return linear(x, self.quantized_weight(), self.bias)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, bits={self.bits}"

@@ -3,8 +3,9 @@
 Flags: ``--config`` (taken literally), ``--set KEY=VALUE`` (any config key, e.g.
 ``--set TRAIN.LR=1e-3 MODEL.ENGINE=sequential``), ``--device``, ``--wandb`` (alias
 ``--use_wandb``), ``--save-network`` / ``--save-name`` (also with underscores), and the core's
-``--data-dir``, ``--download``, ``--out-dir``, ``--resume``, ``--quiet``. The work is done by
-:func:`hadamrnn.training.run_training`.
+``--data-dir``, ``--download``, ``--out-dir``, ``--resume``, ``--quiet``. It builds the
+validated :class:`~hadamrnn.config.Config` and the core's run settings, and calls
+:func:`hadamrnn.training.run_training` (which trains through :func:`bnn_shared.runner.fit`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from bnn_shared.cli import add_common_arguments, run_cli
+from bnn_shared.cli import add_common_arguments, run_cli, run_settings
 
 from .config import load
 from .training import run_training
@@ -68,18 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = load(args.config, args.overrides)
-    final = run_training(
-        cfg,
-        out_dir=args.out_dir,
-        data_dir=args.data_dir,
-        download=args.download,
-        resume=args.resume,
-        device=args.device,
-        wandb=args.wandb,
-        quiet=args.quiet,
-        save_network=args.save_network,
-        save_name=args.save_name,
+    settings = run_settings(
+        args,
+        device=args.device or cfg.train.torch_device,
+        wandb=cfg.use_wandb if args.wandb is None else args.wandb,
     )
+    final = run_training(cfg, settings, save_network=args.save_network, save_name=args.save_name)
     if args.quiet:
         return 0
     print(

@@ -1,42 +1,55 @@
 """Training and validation steps, per-epoch diagnostics and the whole run (reference
-``training``).
+``training``), as the core runner's :class:`~bnn_shared.runner.Experiment`.
 
 Adam over all parameters, StepLR once per epoch, no gradient clipping, full BPTT. Each epoch
-logs the training loss and metric, the validation loss and metric (accumulated per sample),
-the learning rate, the sign flips of HadamRNN's ``s`` and the singular values of ``W``; the
-copy task logs its cross-entropy next to the memoryless baseline ``K ln(V-2) / T``. The run
-directory (core tracking) holds ``config.yaml``, ``metrics.csv``, ``checkpoint.pt`` (last
-epoch, for ``--resume``) and ``best.pt`` (best validation).
+logs ``train/loss``, ``train/accuracy``, ``train/flips`` (sign bits of HadamRNN's ``s``
+changed in the epoch), ``val/loss``, ``val/accuracy`` (accumulated per sample), the copy
+task's memoryless baseline ``baseline/loss`` = ``K ln(V-2) / T`` next to the validation
+cross-entropy, the singular values of ``W`` (``sv/min``, ``sv/max``, ``sv/ratio``), ``lr`` and
+``seconds``. :func:`bnn_shared.runner.fit` owns the loop (seed, device, run directory,
+checkpoint and ``--resume``, epochs counted from 1); this module adds ``best.pt`` (best
+validation), the final validation and test metrics (``final.csv``), the GLUE submission and
+the reference's ``--save-network`` files.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from bnn_shared.tracking import DEFAULT_RESUME_IGNORED_KEYS, Run, atomic_save, atomic_write_text
-from bnn_shared.utils import parse_device, seed_everything
+from bnn_shared.config import to_dict
+from bnn_shared.data.splits import Split, batches
+from bnn_shared.errors import ShapeError
+from bnn_shared.runner import Context, Experiment, RunSettings, fit
+from bnn_shared.tracking import atomic_save, atomic_write_text
 from torch import nn
 
-from .config import Config, as_dict
-from .dataset_tools import Splits, batches, load_splits
-from .getters import get_loss, get_metric, get_model, get_optimizer, get_scheduler
+from .config import Config
+from .dataset_tools import Splits, load_splits
+from .getters import (
+    LOSSES,
+    get_loss,
+    get_metric,
+    get_model,
+    get_optimizer,
+    get_scheduler,
+)
 
-__all__ = ["train_epoch", "evaluate", "weight_diagnostics", "run_training", "BEST_FILE"]
+__all__ = [
+    "BEST_FILE",
+    "HadamRNNExperiment",
+    "evaluate",
+    "run_training",
+    "tf32_matmuls",
+    "train_epoch",
+    "weight_diagnostics",
+]
 
 BEST_FILE = "best.pt"
-RESUME_IGNORED = DEFAULT_RESUME_IGNORED_KEYS | {
-    "n_epochs",
-    "torch_device",
-    "use_wandb",
-    "save_test_output",
-    "eval_best",
-}
 
 
 def _signs(model: nn.Module) -> torch.Tensor | None:
@@ -45,34 +58,31 @@ def _signs(model: nn.Module) -> torch.Tensor | None:
 
 
 def train_epoch(
-    model,
-    split,
-    cfg: Config,
-    optimizer,
-    loss_fn,
-    metric,
-    device,
-    generator,
-    progress=lambda it, **_: it,
-    balanced: bool = False,
+    model: nn.Module,
+    stream: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable,
+    metric: Callable | None,
+    device: torch.device,
+    *,
+    track_flips: bool = True,
+    check_loss: Callable[[torch.Tensor, int], None] | None = None,
 ) -> dict[str, float]:
-    """One pass over ``split``; returns mean loss, metric and sign flips of ``s``."""
+    """One pass over the batches ``stream``: mean ``train/loss``, ``train/accuracy`` (with a
+    metric) and ``train/flips`` (sign flips of ``s``, for models with signs).
+
+    ``check_loss(loss, step)`` sees every batch's loss before the backward pass (the runner's
+    NaN/inf stop)."""
     model.train()
     total_loss, total_metric, count, flips = 0.0, 0.0, 0, 0
-    before = _signs(model) if cfg.train.track_flips else None
-    stream = batches(
-        split,
-        cfg.train.batch_size,
-        shuffle=True,
-        generator=generator,
-        balanced=balanced,
-        limit=cfg.train.max_batches,
-    )
-    for x, y in progress(stream, desc="train"):
+    before = _signs(model) if track_flips else None
+    for step, (x, y) in enumerate(stream):
         x, y = x.to(device), y.to(device)
         optimizer.zero_grad(set_to_none=True)
         logits = model(x)
         loss = loss_fn(logits, y)
+        if check_loss is not None:
+            check_loss(loss, step)
         loss.backward()
         optimizer.step()
         model.apply_constraints_()
@@ -85,19 +95,28 @@ def train_epoch(
             after = _signs(model)
             flips += int((after != before).sum())
             before = after
-    out = {"train_loss": total_loss / max(count, 1)}
+    out = {"train/loss": total_loss / max(count, 1)}
     if metric is not None:
-        out["train_acc"] = total_metric / max(count, 1)
-    if cfg.train.track_flips and before is not None:
-        out["flips"] = flips
+        out["train/accuracy"] = total_metric / max(count, 1)
+    if before is not None:
+        out["train/flips"] = flips
     return out
 
 
 @torch.no_grad()
 def evaluate(
-    model, split, cfg: Config, loss_fn, metric, device, *, prefix: str, **forward
+    model: nn.Module,
+    split: Split,
+    cfg: Config,
+    loss_fn: Callable,
+    metric: Callable | None,
+    device: torch.device,
+    *,
+    prefix: str,
+    **forward: Any,
 ) -> dict[str, float]:
-    """Mean loss and metric over ``split``, accumulated per sample (quirk 12 fixed)."""
+    """``<prefix>/loss`` and ``<prefix>/accuracy`` over ``split``, accumulated per sample
+    (quirk 12 fixed); ``forward`` goes to the model (engine, PTQ quantizers)."""
     model.eval()
     size = cfg.train.val_batch_size or max(1, math.ceil(len(split) / 10))
     total_loss, total_metric, count = 0.0, 0.0, 0
@@ -109,26 +128,21 @@ def evaluate(
         if metric is not None:
             total_metric += metric(logits, y).item()
         count += items
-    out = {f"{prefix}_loss": total_loss / max(count, 1)}
+    out = {f"{prefix}/loss": total_loss / max(count, 1)}
     if metric is not None:
-        out[f"{prefix}_acc"] = total_metric / max(count, 1)
+        out[f"{prefix}/accuracy"] = total_metric / max(count, 1)
     return out
 
 
 @torch.no_grad()
 def weight_diagnostics(model: nn.Module) -> dict[str, float]:
-    """Singular values of the recurrent matrix: ``sv_min``, ``sv_max``, ``sv_ratio``."""
+    """Singular values of the recurrent matrix: ``sv/min``, ``sv/max``, ``sv/ratio``."""
     recurrent = getattr(model, "recurrent", None)
     if recurrent is None:
         return {}
     values = torch.linalg.svdvals(recurrent.weight().detach().double().cpu())
     low, high = values.min().item(), values.max().item()
-    return {"sv_min": low, "sv_max": high, "sv_ratio": high / low if low > 0 else math.inf}
-
-
-def _score(metrics: dict[str, float]) -> float:
-    """Larger is better: validation accuracy, else minus the validation loss."""
-    return metrics["val_acc"] if "val_acc" in metrics else -metrics["val_loss"]
+    return {"sv/min": low, "sv/max": high, "sv/ratio": high / low if low > 0 else math.inf}
 
 
 @contextlib.contextmanager
@@ -142,114 +156,159 @@ def tf32_matmuls(allow: bool) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
-def run_training(
-    cfg: Config,
-    *,
-    out_dir: str | Path = "runs/hadamrnn",
-    data_dir: str | None = None,
-    download: bool = False,
-    resume: bool = False,
-    device: str | None = None,
-    wandb: bool | None = None,
-    quiet: bool = False,
-    save_network: bool = False,
-    save_name: str | None = None,
-    splits: Splits | None = None,
-) -> dict[str, Any]:
-    """Train ``cfg`` in ``out_dir`` and return the final metrics (test on the last epoch's
-    weights, or the best validation's with ``TRAIN.EVAL_BEST``)."""
-    device = parse_device(device or cfg.train.torch_device)
-    seed_everything(cfg.model.seed)
-    splits = splits or load_splits(cfg.dataset, data_dir, download)
-    model = get_model(cfg).to(device)
-    optimizer, loss_fn, metric = get_optimizer(cfg, model), get_loss(cfg), get_metric(cfg)
-    scheduler = get_scheduler(cfg, optimizer)
-    generator = torch.Generator().manual_seed(cfg.model.seed)
-    balanced = cfg.dataset.weighted_sampler
-    balanced = splits.name.startswith("glue") if balanced is None else balanced
-    baseline = splits.extra.get("baseline_loss")
-    use_wandb = cfg.use_wandb if wandb is None else wandb
-    with tf32_matmuls(cfg.train.allow_tf32), Run(
-        out_dir,
-        as_dict(cfg),
-        resume=resume,
-        use_wandb=use_wandb,
-        quiet=quiet,
-        project=cfg.project,
-        ignore_keys=RESUME_IGNORED,
-        defaults=as_dict(Config()),
-    ) as run:
-        start = run.restore(model, optimizer, scheduler)
-        if "shuffle_rng" in run.extra:
-            generator.set_state(run.extra["shuffle_rng"])
-        best = run.extra.get("best_score", -math.inf)
-        for epoch in range(start, cfg.train.n_epochs):
-            began = time.perf_counter()
-            row = train_epoch(
-                model,
-                splits.train,
-                cfg,
-                optimizer,
-                loss_fn,
-                metric,
-                device,
-                generator,
-                run.progress,
-                balanced,
-            )
-            scheduler.step()
-            row.update(evaluate(model, splits.val, cfg, loss_fn, metric, device, prefix="val"))
-            if baseline is not None:
-                row["naive_baseline"] = baseline
-            row.update(weight_diagnostics(model))
-            row["lr"] = optimizer.param_groups[0]["lr"]
-            row["seconds"] = time.perf_counter() - began
-            if _score(row) > best:
-                best = _score(row)
-                state = {"model": model.state_dict(), "epoch": epoch, "config": as_dict(cfg)}
-                atomic_save(state, run.out_dir / BEST_FILE)
-            run.log(epoch, **row)
-            run.save_checkpoint(
-                epoch,
-                model,
-                optimizer,
-                scheduler,
-                shuffle_rng=generator.get_state(),
-                best_score=best,
-            )
-        final = _finish(cfg, model, splits, loss_fn, metric, device, run.out_dir)
-        if save_network:
-            _save_network(model, final, run.out_dir, save_name or f"hadamrnn_{splits.name}")
-        run.finish(**final)
-    return final
+class HadamRNNExperiment(Experiment):
+    """A HadamRNN run (any model of ``getters.MODELS``) as the core runner's hooks.
+
+    Args:
+        config: the validated :class:`~hadamrnn.config.Config`.
+        save_network: also write the reference's ``<save_name>.pth`` (state dict) and
+            ``<save_name>.txt`` (final metrics) in the run directory.
+        save_name: their base name (default ``hadamrnn_<dataset>``).
+        splits: the data, already loaded (default: ``load_splits(config.dataset)``).
+    """
+
+    seed_key = "model.seed"
+    epochs_key = "train.n_epochs"
+    resume_ignored = frozenset({"torch_device", "use_wandb", "save_test_output", "eval_best"})
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        save_network: bool = False,
+        save_name: str | None = None,
+        splits: Splits | None = None,
+    ) -> None:
+        super().__init__(config)
+        self.project = config.project
+        self.save_network = save_network
+        self.save_name = save_name
+        self.splits = splits
+        self.best_score = -math.inf
+
+    def setup(self, ctx: Context) -> None:
+        cfg = self.config
+        settings = ctx.settings
+        if self.splits is None:
+            self.splits = load_splits(cfg.dataset, settings.data_dir, settings.download)
+        check_sizes(cfg, self.splits)
+        self.model = get_model(cfg).to(ctx.device)
+        self.optimizer = get_optimizer(cfg, self.model)
+        self.loss_fn, self.metric = get_loss(cfg), get_metric(cfg)
+        self.scheduler = get_scheduler(cfg, self.optimizer)
+        balanced = cfg.dataset.weighted_sampler
+        self.balanced = self.splits.name.startswith("glue") if balanced is None else balanced
+
+    def train_epoch(self, epoch: int, ctx: Context) -> dict[str, Any]:
+        stream = batches(
+            self.splits.train,
+            self.config.train.batch_size,
+            shuffle=True,
+            generator=ctx.generator,
+            balanced=self.balanced,
+            limit=self.config.train.max_batches,
+        )
+        shares = (ctx.take_share(x, y) for x, y in stream)  # under torchrun: this process's
+        return train_epoch(
+            self.model,
+            ctx.progress(shares, desc="train"),
+            self.optimizer,
+            self.loss_fn,
+            self.metric,
+            ctx.device,
+            track_flips=self.config.train.track_flips,
+            check_loss=ctx.check_loss,
+        )
+
+    def evaluate(self, epoch: int, ctx: Context) -> dict[str, Any]:
+        row = self._evaluate("val", ctx)
+        baseline = self.splits.extra.get("baseline_loss")
+        if baseline is not None:
+            row["baseline/loss"] = baseline
+        return row
+
+    def end_epoch(self, epoch: int, row: dict[str, Any], ctx: Context) -> None:
+        self.scheduler.step()
+        row.update(weight_diagnostics(self.model))
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        if "val/loss" in row and _score(row) > self.best_score:
+            self.best_score = _score(row)
+            state = {"model": self.model.state_dict(), "epoch": epoch}
+            if ctx.is_main:
+                atomic_save({**state, "config": to_dict(self.config)}, ctx.out_dir / BEST_FILE)
+
+    def finish(self, ctx: Context) -> dict[str, Any]:
+        """Validation and test metrics of the last (or, with ``TRAIN.EVAL_BEST``, the best
+        validation) weights; for GLUE the submission file instead of test metrics."""
+        best = ctx.out_dir / BEST_FILE
+        ctx.group.barrier()  # under torchrun: rank 0 has written the last best.pt
+        if self.config.train.eval_best and best.is_file():
+            state = torch.load(best, map_location=ctx.device, weights_only=True)
+            self.model.load_state_dict(state["model"])
+        final = self._evaluate("val", ctx)
+        if self.splits.test_labels:
+            final.update(self._evaluate("test", ctx))
+        elif self.config.train.save_test_output and ctx.is_main:
+            final["submission"] = str(self._write_submission(ctx))
+        if self.save_network and ctx.is_main:
+            name = self.save_name or f"hadamrnn_{self.splits.name}"
+            _save_network(self.model, final, ctx.out_dir, name)
+        return final
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"best_score": self.best_score}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        self.best_score = state.get("best_score", -math.inf)
+
+    def _evaluate(self, split: str, ctx: Context) -> dict[str, float]:
+        data = getattr(self.splits, split)
+        return evaluate(
+            self.model, data, self.config, self.loss_fn, self.metric, ctx.device, prefix=split
+        )
+
+    @torch.no_grad()
+    def _write_submission(self, ctx: Context) -> Path:
+        """GLUE test predictions as ``index<TAB>prediction`` (prediction = logit >= 0)."""
+        self.model.eval()
+        lines = ["index\tprediction"]
+        index = 0
+        for x, _ in batches(self.splits.test, self.config.train.val_batch_size or 256):
+            for logit in self.model(x.to(ctx.device)).reshape(-1).tolist():
+                lines.append(f"{index}\t{int(logit >= 0)}")
+                index += 1
+        name = {"glue_sst2": "SST-2", "glue_qqp": "QQP"}.get(self.splits.name, self.splits.name)
+        path = ctx.out_dir / "glue_results" / f"{name}.tsv"
+        atomic_write_text(path, "\n".join(lines) + "\n")
+        return path
 
 
-def _finish(cfg, model, splits, loss_fn, metric, device, out_dir: Path) -> dict[str, Any]:
-    best = out_dir / BEST_FILE
-    if cfg.train.eval_best and best.is_file():
-        model.load_state_dict(torch.load(best, map_location=device, weights_only=True)["model"])
-    final = evaluate(model, splits.val, cfg, loss_fn, metric, device, prefix="val")
-    if splits.test_labels:
-        final.update(evaluate(model, splits.test, cfg, loss_fn, metric, device, prefix="test"))
-    elif cfg.train.save_test_output:
-        final["submission"] = str(_write_submission(model, splits, cfg, device, out_dir))
-    return final
+def check_sizes(cfg: Config, splits: Splits) -> None:
+    """MODEL.INPUT_SIZE and MODEL.OUTPUT_SIZE against the data (before anything is written).
+
+    Raises:
+        ShapeError: the inputs have another feature size (for inputs that are not token ids),
+            or the output size is not the number of classes (1 for a binary-logit loss).
+    """
+    model = cfg.model
+    x, _ = splits.train.batch(torch.arange(1))
+    if model.vocab_size is None and x.dim() == 3 and x.shape[-1] != model.input_size:
+        raise ShapeError(
+            f"MODEL.INPUT_SIZE is {model.input_size}, but the {splits.name} inputs have "
+            f"{x.shape[-1]} feature(s) per step: set MODEL.INPUT_SIZE={x.shape[-1]}"
+        )
+    binary = get_loss(cfg) is LOSSES.get("bce_with_logits")
+    classes = 1 if binary else splits.num_classes
+    if model.output_size != classes:
+        raise ShapeError(
+            f"MODEL.OUTPUT_SIZE is {model.output_size}, but {splits.name} has {classes} "
+            f"output(s) for TRAIN.LOSS_FN {cfg.train.loss_fn}: set MODEL.OUTPUT_SIZE={classes}"
+        )
 
 
-@torch.no_grad()
-def _write_submission(model, splits: Splits, cfg: Config, device, out_dir: Path) -> Path:
-    """GLUE test predictions as ``index<TAB>prediction`` (prediction = logit >= 0)."""
-    model.eval()
-    lines = ["index\tprediction"]
-    index = 0
-    for x, _ in batches(splits.test, cfg.train.val_batch_size or 256):
-        for logit in model(x.to(device)).reshape(-1).tolist():
-            lines.append(f"{index}\t{int(logit >= 0)}")
-            index += 1
-    name = {"glue_sst2": "SST-2", "glue_qqp": "QQP"}.get(splits.name, splits.name)
-    path = out_dir / "glue_results" / f"{name}.tsv"
-    atomic_write_text(path, "\n".join(lines) + "\n")
-    return path
+def _score(metrics: Mapping[str, float]) -> float:
+    """Larger is better: validation accuracy, else minus the validation loss."""
+    return metrics["val/accuracy"] if "val/accuracy" in metrics else -metrics["val/loss"]
 
 
 def _save_network(model: nn.Module, final: dict[str, Any], out_dir: Path, name: str) -> None:
@@ -257,3 +316,32 @@ def _save_network(model: nn.Module, final: dict[str, Any], out_dir: Path, name: 
     atomic_save(model.state_dict(), out_dir / f"{name}.pth")
     text = "".join(f"{key}: {value}\n" for key, value in final.items())
     atomic_write_text(out_dir / f"{name}.txt", text)
+
+
+def run_training(
+    cfg: Config,
+    settings: RunSettings | None = None,
+    *,
+    save_network: bool = False,
+    save_name: str | None = None,
+    splits: Splits | None = None,
+) -> dict[str, Any]:
+    """Train ``cfg`` through :func:`bnn_shared.runner.fit` and return the final metrics.
+
+    Args:
+        cfg: the run's config.
+        settings: run directory, device, resume, wandb, ... (default: ``runs/hadamrnn``,
+            ``TRAIN.TORCH_DEVICE`` and ``USE_WANDB``).
+        save_network, save_name, splits: see :class:`HadamRNNExperiment`.
+
+    ``TRAIN.ALLOW_TF32`` holds for the whole run (:func:`tf32_matmuls`) and is restored after.
+    """
+    if settings is None:
+        settings = RunSettings(
+            out_dir=Path("runs/hadamrnn"), device=cfg.train.torch_device, wandb=cfg.use_wandb
+        )
+    experiment = HadamRNNExperiment(
+        cfg, save_network=save_network, save_name=save_name, splits=splits
+    )
+    with tf32_matmuls(cfg.train.allow_tf32):
+        return fit(experiment, settings)

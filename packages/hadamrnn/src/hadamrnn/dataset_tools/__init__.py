@@ -1,9 +1,10 @@
 """Datasets of the six HadamRNN tasks (reference ``dataset_tools``), as compact splits.
 
-:func:`load_splits` maps ``DATASET.NAME`` (reference names such as ``pMNIST`` or
-``CopyMemory`` are accepted) to train / val / test :class:`~.batches.Split` objects plus the
-dataset facts a model needs. pMNIST, sMNIST, sdigits, pdigits and the copy task come from the
-core (``bnn_shared.data``); IMDB and GLUE live in :mod:`.text`.
+:func:`load_splits` maps ``DATASET.NAME`` (the registry :data:`DATASETS`; reference names
+such as ``pMNIST`` or ``CopyMemory`` are accepted) to train / val / test
+:class:`~bnn_shared.data.splits.Split` objects (the core's compact splits) plus the dataset
+facts a model needs. pMNIST, sMNIST, sdigits, pdigits and the copy task come from the core
+(``bnn_shared.data``); IMDB and GLUE live in :mod:`.text`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bnn_shared.data import load_dataset
-from bnn_shared.errors import ConfigError
+from bnn_shared.data.splits import Split, as_split
+from bnn_shared.registry import Registry
 
 from ..config import DatasetConfig
-from .batches import Split, as_split, batches
 
-__all__ = ["Splits", "load_splits", "DATASETS", "canonical_name", "batches", "Split"]
+__all__ = ["Splits", "load_splits", "DATASETS"]
 
 
 @dataclass
@@ -32,28 +33,6 @@ class Splits:
     num_classes: int
     extra: dict[str, Any] = field(default_factory=dict)
     test_labels: bool = True  # False for GLUE: its test labels are hidden
-
-
-ALIASES = {
-    "copymemory": "copy_task",
-    "copy": "copy_task",
-    "copy_task": "copy_task",
-    "pmnist": "pmnist",
-    "smnist": "smnist",
-    "sdigits": "sdigits",
-    "pdigits": "pdigits",
-    "imdb": "imdb",
-    "glue": "glue",
-}
-
-
-def canonical_name(name: str) -> str:
-    key = name.strip().lower().replace("-", "_")
-    if key not in ALIASES:
-        raise ConfigError(
-            f"DATASET.NAME {name!r} is unknown; choose one of {', '.join(sorted(set(ALIASES)))}"
-        )
-    return ALIASES[key]
 
 
 def _core(name: str, options: Callable[[DatasetConfig, str], dict]) -> Callable[..., Splits]:
@@ -107,19 +86,18 @@ def _glue(cfg: DatasetConfig, data_dir, download) -> Splits:
     return glue_splits(cfg, data_dir, download)
 
 
-#: Builders by canonical name: ``builder(dataset_config, data_dir, download) -> Splits``.
-DATASETS: dict[str, Callable[..., Splits]] = {
-    "copy_task": _core("copy_task", _copy_options),
-    "pmnist": _core("pmnist", _mnist_options),
-    "smnist": _core("smnist", _mnist_options),
-    "sdigits": _core("sdigits", _no_options),
-    "pdigits": _core("pdigits", _no_options),
-    "imdb": _imdb,
-    "glue": _glue,
-}
+#: Builders by name (``DATASET.NAME``): ``builder(dataset_config, data_dir, download) -> Splits``.
+DATASETS: Registry[Callable[..., Splits]] = Registry("dataset", flag="DATASET.NAME")
+DATASETS.register("copy_task", _core("copy_task", _copy_options), aliases=("copymemory", "copy"))
+DATASETS.register("pmnist", _core("pmnist", _mnist_options))
+DATASETS.register("smnist", _core("smnist", _mnist_options))
+DATASETS.register("sdigits", _core("sdigits", _no_options))
+DATASETS.register("pdigits", _core("pdigits", _no_options))
+DATASETS.register("imdb", _imdb)
+DATASETS.register("glue", _glue)
 
 
 def load_splits(cfg: DatasetConfig, data_dir=None, download: bool = False) -> Splits:
     """Train / val / test splits of ``cfg.name`` (files under ``data_dir``, never fetched
     unless ``download``)."""
-    return DATASETS[canonical_name(cfg.name)](cfg, data_dir, download)
+    return DATASETS.get(cfg.name)(cfg, data_dir, download)

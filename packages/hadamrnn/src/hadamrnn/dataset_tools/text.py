@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from bnn_shared.data import LabeledTensors, data_root, missing_dataset_error, register_dataset
+from bnn_shared.data.splits import TensorSplit
 from bnn_shared.errors import ConfigError, MissingDependencyError
 
 from ..config import DatasetConfig
-from .batches import TensorSplit
 
 __all__ = ["imdb_arrays", "imdb_splits", "glue_splits", "pad_sequences", "IMDB_FILE"]
 

@@ -1,19 +1,31 @@
-"""Splits held as compact tensors and cut into batches without a per-item Python loop.
+"""A dataset split held as compact tensors and cut into batches without a per-item loop.
 
-A :class:`Split` knows its size, its targets (for class-balanced sampling) and how to build a
-batch ``(x, y)`` from indices: pixel sequences keep their uint8 pixels, the copy task only its
-symbols, token datasets their id matrix.
+:func:`as_split` turns a loaded dataset into a :class:`Split`: it knows its size, its targets
+(for class-balanced sampling) and how to build a batch ``(x, y)`` from an index tensor. The
+storage stays compact where the dataset allows it: pixel sequences keep their integer pixels
+(:class:`PixelSplit`), the copy task only its symbols (:class:`CopySplit`), anything else is
+one input tensor (:class:`TensorSplit`). :func:`batches` yields the batches of an epoch in
+order, shuffled or class-balanced, from a given ``torch.Generator`` (a run's shuffling
+generator, e.g. :attr:`bnn_shared.runner.Context.generator`)::
+
+    split = as_split(load_dataset("pmnist", "train"))
+    for x, y in batches(split, 100, shuffle=True, generator=ctx.generator):
+        ...
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from bnn_shared.data import BnnDataset, CopyTask, PixelSequences
 from torch import Tensor
+
+from .registry import BnnDataset
+from .sequences import CopyTask, PixelSequences
+from .tensors import as_tensors
 
 __all__ = ["Split", "PixelSplit", "CopySplit", "TensorSplit", "as_split", "batches"]
 
@@ -27,12 +39,14 @@ class Split:
         return len(self.targets)
 
     def batch(self, indices: Tensor) -> tuple[Tensor, Tensor]:
+        """The items at ``indices`` as ``(x, y)`` tensors."""
         raise NotImplementedError
 
 
 @dataclass
 class PixelSplit(Split):
-    """Images read pixel by pixel: ``x = pixels[:, permutation] / max_pixel`` ``(B, L, 1)``."""
+    """Images read pixel by pixel: ``x = pixels[:, permutation] / max_pixel``, ``(B, L, 1)``
+    float32, the items of :class:`~bnn_shared.data.PixelSequences`."""
 
     pixels: Tensor
     targets: Tensor
@@ -48,7 +62,8 @@ class PixelSplit(Split):
 
 @dataclass
 class CopySplit(Split):
-    """Copy task: one-hot inputs ``(B, T, V)`` and targets ``(B, T)`` built per batch."""
+    """Copy task: one-hot inputs ``(B, T, V)`` and targets ``(B, T)`` built per batch, the
+    items of :class:`~bnn_shared.data.CopyTask`."""
 
     symbols: Tensor
     seq_length: int
@@ -71,7 +86,7 @@ class CopySplit(Split):
 
 @dataclass
 class TensorSplit(Split):
-    """Inputs stacked in one tensor (token ids, or any fixed-shape ``x``)."""
+    """Inputs stacked in one tensor (token ids, or any fixed-shape ``x``), kept in their dtype."""
 
     inputs: Tensor
     targets: Tensor
@@ -80,18 +95,26 @@ class TensorSplit(Split):
         return self.inputs[indices], self.targets[indices]
 
 
-def as_split(dataset) -> Split:
-    """The compact :class:`Split` of a core dataset (stacking items only as a fallback)."""
+def as_split(dataset: Any) -> Split:
+    """The compact :class:`Split` of a dataset (a :class:`~bnn_shared.data.BnnDataset` or
+    the dataset it wraps).
+
+    Pixel sequences and the copy task keep their compact storage; a dataset holding its
+    inputs in ``.x`` (e.g. :class:`~bnn_shared.data.LabeledTensors` of token ids) gives them
+    as they are; any other dataset goes through :func:`~bnn_shared.data.as_tensors`.
+    """
     inner = dataset.dataset if isinstance(dataset, BnnDataset) else dataset
+    if isinstance(inner, Split):
+        return inner
     if isinstance(inner, PixelSequences):
         targets = torch.as_tensor(inner.targets).long()
         return PixelSplit(inner.pixels, targets, inner.max_pixel, inner.permutation)
     if isinstance(inner, CopyTask):
         return CopySplit(inner.symbols, inner.seq_length, inner.vocabulary)
-    if isinstance(inner, Split):
-        return inner
-    xs, ys = zip(*(inner[i] for i in range(len(inner))), strict=True)
-    return TensorSplit(torch.stack([torch.as_tensor(x) for x in xs]), torch.as_tensor(ys))
+    x, targets = getattr(inner, "x", None), getattr(inner, "targets", None)
+    if isinstance(x, Tensor) and targets is not None:
+        return TensorSplit(x, torch.as_tensor(targets).long())
+    return TensorSplit(*as_tensors(dataset))
 
 
 def batches(
@@ -103,8 +126,17 @@ def batches(
     balanced: bool = False,
     limit: int | None = None,
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """Batches of ``split`` in order, shuffled, or class-balanced (weights ``1/count``, with
-    replacement, as many draws as items: the reference's GLUE sampler); at most ``limit``."""
+    """The batches ``(x, y)`` of one pass over ``split``.
+
+    Args:
+        split: the split.
+        batch_size: items per batch (the last batch may be smaller).
+        shuffle: a random order drawn with ``generator`` (else ``0..N-1``).
+        generator: the random source of ``shuffle`` and ``balanced``.
+        balanced: class-balanced sampling instead: ``N`` draws with replacement, each item
+            weighted ``1 / (count of its class)``.
+        limit: stop after this many batches (None: all).
+    """
     size = len(split)
     if balanced:
         targets = split.targets.long()
