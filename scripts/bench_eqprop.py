@@ -21,10 +21,14 @@ import time
 from pathlib import Path
 
 import torch
-from eqprop_binary.main import build_parser
-from eqprop_binary.network import EPNetwork, build_network
-from eqprop_binary.settings import Settings
-from eqprop_binary.tools import one_hot
+from eqprop_binary import (
+    EPNetwork,
+    build_network,
+    build_parser,
+    ep_step,
+    one_hot,
+    settings_from_args,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "experiments_results" / "eqprop_binary" / "bench.csv"
@@ -91,7 +95,7 @@ def training_flops(net: EPNetwork, batch: int) -> int:
 def bench(name: str, device: torch.device, peak: float) -> dict[str, object]:
     arguments, batches, reference = SETTINGS[name]
     args = build_parser().parse_args([*arguments.split(), "--device", str(device)])
-    cfg = Settings.from_namespace(args).validate()
+    cfg = settings_from_args(args)
     torch.manual_seed(0)
     shape = (784,) if cfg.archi == "fc" else (1, 28, 28)
     net = build_network(cfg, shape).to(device)
@@ -99,11 +103,7 @@ def bench(name: str, device: torch.device, peak: float) -> dict[str, object]:
     target = one_hot(torch.randint(0, 10, (cfg.batchSize,)), cfg.expand_output).to(device)
 
     def step() -> None:
-        with torch.no_grad():
-            ctx = net.prepare(x)
-            free = net.forward(net.init_hidden(x), ctx)
-            nudged = net.forward(free.copy(), ctx, beta=cfg.beta, target=target)
-            net.update_weights(nudged, free, ctx, cfg.beta)
+        ep_step(net, x, target, cfg.beta, epoch=1)  # what a training batch runs
 
     def sync() -> None:
         if device.type == "cuda":

@@ -45,8 +45,25 @@ CASES = {
     "conv_bin_W_bptt": f"{CONV} --optim bptt",
     "conv_bin_W_N_ep": f"{CONV_N} --optim ep",
 }
-#: metric names since the recording (old -> new)
-RENAME: dict[str, str] = {}
+#: metric names since the recording (old -> new): the runner's ``<split>/<metric>`` scheme
+RENAME: dict[str, str] = {
+    "Ave_Train_Error": "train/error",
+    "Ave_Test_Error": "test/error",
+    "Single_Train_Error": "train/error_single",
+    "Single_Test_Error": "test/error_single",
+    "Train_Loss": "train/loss",
+    "Test_Loss": "test/loss",
+    **{
+        f"{old}_{layer}": f"{new}/{layer}"
+        for old, new in (
+            ("Nb_Change_Weights", "log_flips"),
+            ("Threshold", "threshold"),
+            ("Gamma", "gamma"),
+            ("Alpha", "alpha"),
+        )
+        for layer in ("0", "1", "fc_0", "conv_0", "conv_1")
+    },
+}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 from bnn_shared.cli import run_cli
-from eqprop_binary.main import build_parser, main
-from eqprop_binary.settings import Settings
+from bnn_shared.errors import BnnError
+from bnn_shared.tracking import MetricsLog
+from eqprop_binary.demo import DEMO_COMMAND
+from eqprop_binary.main import build_parser, main, settings_from_args
 from eqprop_binary.tools import _errors, one_hot
 from eqprop_readme_commands import COMMANDS, TYPO_COMMAND
 
@@ -30,7 +32,7 @@ CONV_DIGITS = (
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_every_readme_command_parses_and_validates(name):
     args = build_parser().parse_args(shlex.split(COMMANDS[name]))
-    cfg = Settings.from_namespace(args).validate()
+    cfg = settings_from_args(args)
     assert cfg.device == "0" and cfg.optim in {"ep", "bptt"}
     if name == "conv_mnist_bin_W_N_ep":  # "-convList", as the README writes it
         assert cfg.convList == [512, 256, 1] and cfg.layersList == [700]
@@ -65,6 +67,53 @@ def test_bad_settings_give_one_clear_error(tmp_path, capsys, change, message):
     assert run_cli(main, argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())  # a bad setting leaves no run directory
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ("--T 0", "'T'"),
+        ("--Kmax 0", "'Kmax'"),
+        ("--batchSize 0", "'batchSize'"),
+        ("--epochs 0", "'epochs'"),
+        ("--layersList 64 0 10", "'layersList[1]'"),
+        ("--lrBias -0.1 0.05", "'lrBias[0]'"),
+        ("--gamma_neur 0", "'gamma_neur'"),
+        ("--set decayLrAlpha=0", "'decayLrAlpha'"),
+    ],
+)
+def test_non_positive_sizes_epochs_and_rates_name_the_key(tmp_path, capsys, change, key):
+    argv = shlex.split(f"{FC_DIGITS} {change} --out-dir {tmp_path}")
+    assert run_cli(main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and key in err and len(err.strip().splitlines()) == 1
+
+
+def test_config_file_flags_and_set_fill_the_same_settings(tmp_path):
+    flags = build_parser().parse_args(shlex.split(f"{FC_DIGITS} --T 5 --beta 0.5"))
+    config = tmp_path / "fc.yaml"
+    config.write_text(
+        "archi: fc\ndataset: digits\noptim: ep\ndevice: cpu\nlayersList: [64, 32, 10]\n"
+        "T: 8\nKmax: 4\ngamma: [1.0e-3, 1.0e-2]\ngradThreshold: [5.0e-6, 5.0e-6]\n"
+        "lrBias: [0.025, 0.05]\nlearnAlpha: 1\nlrAlpha: [1.0e-4, 1.0e-4]\n"
+    )
+    argv = f"--config {config} --T 5 --quiet --set beta=0.5"
+    from_file = settings_from_args(build_parser().parse_args(shlex.split(argv)))
+    assert from_file == settings_from_args(flags)
+    assert from_file.T == 5 and from_file.Kmax == 4 and from_file.beta == 0.5
+    config.write_text("archi: fc\nTT: 3\n")
+    with pytest.raises(BnnError, match="unknown key 'TT'.*did you mean 'T'"):
+        settings_from_args(build_parser().parse_args(["--config", str(config)]))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback without a GPU")
+def test_device_number_without_a_gpu_runs_on_the_cpu_with_a_warning(tmp_path, capsys):
+    command = FC_DIGITS.replace("--device cpu", "--device 0")
+    argv = shlex.split(f"{command} --epochs 1 --T 2 --Kmax 1 --out-dir {tmp_path}")
+    with pytest.warns(UserWarning, match="--device 0 names a GPU"):
+        assert run_cli(main, argv) == 0
+    assert "running on the CPU" in capsys.readouterr().err
 
 
 def test_missing_dataset_says_where_and_how(tmp_path, capsys):
@@ -112,6 +161,14 @@ def test_outputs_and_resume_give_identical_results(tmp_path, command, archi):
     if archi == "conv":  # the classifier's gamma (the reference wrote conv_gamma here)
         assert float(a[0]["Gamma_fc_0"]) == 1e-3
     assert float(a[-1]["Ave_Test_Error"]) < 90.0  # it learns something in two epochs
+    metrics = MetricsLog.load(run_dir / "metrics.csv")
+    assert [row["epoch"] for row in metrics.rows] == [1, 2]
+    for row, result in zip(metrics.rows, a, strict=True):  # the same numbers, scheme names
+        assert repr(row["test/error"]) == result["Ave_Test_Error"]
+        assert repr(row[f"log_flips/{names[-1]}"]) == result[f"Nb_Change_Weights_{names[-1]}"]
+        assert {f"alpha/{n}" for n in names} <= set(row) and "seconds" in row
+    final = MetricsLog.load(run_dir / "final.csv").rows
+    assert final == [{k: metrics.rows[-1][k] for k in ("train/error", "test/error")}]
     text = (run_dir / "Hyperparameters.txt").read_text()
     assert text.startswith("Binary synapses and full-precision activations")
     assert ("convList: [4, 2, 1]" in text) == (archi == "conv")
@@ -136,3 +193,16 @@ def test_ave_and_single_read_outs_with_expand_output():
     target = one_hot(torch.tensor([1]), 3)
     assert target.shape == (1, 30) and target[0, 3:6].tolist() == [1, 1, 1]
     assert target.sum() == 3
+
+
+CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "eqprop_binary"
+
+
+@pytest.mark.parametrize(
+    "config, command",
+    [("digits_fc_bin_W", DEMO_COMMAND), ("mnist_fc_bin_W_ep", COMMANDS["fc1_bin_W_ep"])],
+)
+def test_config_files_give_the_settings_of_their_commands(config, command):
+    from_file = build_parser().parse_args(["--config", str(CONFIGS / f"{config}.yaml")])
+    typed = build_parser().parse_args(shlex.split(command))
+    assert settings_from_args(from_file) == settings_from_args(typed)

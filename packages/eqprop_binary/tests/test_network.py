@@ -6,19 +6,28 @@ import shlex
 
 import pytest
 import torch
-from eqprop_binary.main import build_parser
-from eqprop_binary.network import NetworkConvBinWN, NetworkFcBinW, build_network
-from eqprop_binary.settings import Settings
+from bnn_shared.errors import ConfigError
+from eqprop_binary import network as network_module
+from eqprop_binary.main import build_parser, settings_from_args
+from eqprop_binary.network import (
+    ACTIVATIONS,
+    NETWORKS,
+    NetworkConvBinWN,
+    NetworkFcBinW,
+    build_network,
+)
+from eqprop_binary.settings import CHOICES, Settings
+from eqprop_binary.tools import METHODS
 from eqprop_readme_commands import COMMANDS
 
 INPUTS = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32), "digits": (1, 8, 8)}
 
 
 def settings(command: str, **changes) -> Settings:
-    cfg = Settings.from_namespace(build_parser().parse_args(shlex.split(command)))
-    for key, value in changes.items():
-        setattr(cfg, key, value)
-    return cfg.validate()
+    """The validated settings of ``command`` with ``changes`` applied (validated together)."""
+    args = build_parser().parse_args(shlex.split(command))
+    vars(args).update(changes)
+    return settings_from_args(args)
 
 
 def network(cfg: Settings):
@@ -294,3 +303,43 @@ def test_bptt_fills_gradients_of_every_layer(name):
     ((free.s[0] - torch.eye(10)[:3]) ** 2).sum().backward()
     for layer in net.weight_layers():
         assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+
+
+# -- registries -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("archi", CHOICES["archi"])
+@pytest.mark.parametrize("binary", CHOICES["binary_settings"])
+def test_every_archi_and_binary_setting_has_a_registered_network(archi, binary):
+    command = (
+        "--archi fc --layersList 6 5 10 --gamma 1e-3 1e-3 --gradThreshold 0 0 --lrBias 0 0"
+        if archi == "fc"
+        else "--archi conv --layersList 10 --convList 3 1 --padding 1 --kernelSize 3 "
+        "--classi_gamma 1e-3 --conv_gamma 1e-3 --classi_threshold 0 --conv_threshold 0 --lrBias 0 0"
+    )
+    cfg = settings(f"{command} --binary_settings {binary} --learnAlpha 0 --T 2 --Kmax 1")
+    net = build_network(cfg, (6,) if archi == "fc" else (1, 8, 8))
+    reference_name = f"Network_{archi}_{binary}"
+    assert type(net) is NETWORKS.get(reference_name) is getattr(network_module, reference_name)
+    x = torch.rand(2, 6) if archi == "fc" else torch.rand(2, 1, 8, 8)
+    out = net.forward(net.init_hidden(x), net.prepare(x)).s[0]
+    assert out.shape == (2, 10)
+    assert sorted(NETWORKS.names()) == sorted(
+        f"{a}_{b}".lower() for a in CHOICES["archi"] for b in CHOICES["binary_settings"]
+    )
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS.names())
+def test_activations_map_to_unit_range_and_their_window_is_where_rhop_is_one(name):
+    rho, rhop, (low, high) = ACTIVATIONS.get(name)
+    x = torch.linspace(-2, 2, 401)
+    assert float(rho(x).min()) >= 0 and float(rho(x).max()) <= 1
+    inside = (x >= low) & (x <= high)
+    assert torch.equal(rhop(x), inside.float())
+
+
+def test_registries_match_the_choices_of_the_settings():
+    assert set(ACTIVATIONS.names()) == set(CHOICES["activationFun"])
+    assert set(METHODS.names()) == set(CHOICES["optim"])
+    with pytest.raises(ConfigError, match="unknown activation 'relu' \\(--activationFun\\)"):
+        ACTIVATIONS.get("relu")

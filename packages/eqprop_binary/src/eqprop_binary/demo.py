@@ -22,10 +22,10 @@ DEMO_COMMAND = (
 
 def demo(*, quiet: bool = False) -> DemoResult:
     """Train the demo network and report its test accuracy (the free phase's output)."""
-    from .main import build_parser, train
-    from .settings import Settings
+    from .experiment import train
+    from .flags import build_parser, settings_from_args
 
-    cfg = Settings.from_namespace(build_parser().parse_args(shlex.split(DEMO_COMMAND)))
+    cfg = settings_from_args(build_parser().parse_args(shlex.split(DEMO_COMMAND)))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out_dir:
         final = train(cfg, out_dir=out_dir, quiet=True)
@@ -38,7 +38,7 @@ def demo(*, quiet: bool = False) -> DemoResult:
         model="EP fc 64-1024-10, bin_W",
         dataset="digits",
         metric="test_acc",
-        value=1 - final["Ave_Test_Error"] / 100,
+        value=1 - final["test/error"] / 100,
         weight_bits="1/32",  # binary weights; float biases and one scale per layer
         size_kib=(weights / 8 + 4 * (biases + scales)) / 1024,
         float32_kib=4 * (weights + biases) / 1024,

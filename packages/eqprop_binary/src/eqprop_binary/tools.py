@@ -1,4 +1,5 @@
-"""Training and test epochs, the results table, run paths and the hyperparameter file.
+"""Data, the training methods, training and test epochs, the results table, run paths and
+the hyperparameter file.
 
 As in the reference ``Tools.py``: one training epoch runs, per mini-batch, the free phase,
 the nudged phase (EP) or ``loss.backward()`` (truncated BPTT), and one weight update; the
@@ -6,6 +7,18 @@ training error is read from the free-phase output before the update. Errors are 
 "Ave" takes the argmax over classes of the mean of each class's ``expand_output`` output
 neurons, "Single" uses the first neuron of each class only (the same for bin_W). Losses
 are ``1/(2B) sum (s_out - y)^2`` summed over the batches and divided by the dataset size.
+
+Metric names (``metrics.csv``) and the reference's ``results.csv`` columns:
+
+=====================================  ===========================================
+``train/error``, ``test/error``        ``Ave_Train_Error``, ``Ave_Test_Error``
+``train/error_single``, ``test/...``   ``Single_Train_Error``, ``Single_Test_Error``
+``train/loss``, ``test/loss``          ``Train_Loss``, ``Test_Loss``
+``log_flips/<layer>``                  ``Nb_Change_Weights_<layer>``
+``threshold/<layer>``                  ``Threshold_<layer>``
+``gamma/<layer>``, ``alpha/<layer>``   ``Gamma_<layer>``, ``Alpha_<layer>``
+``seconds``                            ``Seconds``
+=====================================  ===========================================
 """
 
 from __future__ import annotations
@@ -14,69 +27,78 @@ import csv
 import io
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import torch
-from bnn_shared.data import load_dataset
+from bnn_shared.data import dataset_info, load_tensors
+from bnn_shared.registry import Registry
+from bnn_shared.runner import Context
 from bnn_shared.tracking import atomic_write_text
 
-from .network import EPNetwork
+from .dynamics import EPNetwork
 from .settings import NUM_CLASSES, Settings
 
 __all__ = [
+    "METHODS",
+    "RESULTS_COLUMNS",
+    "LAYER_COLUMNS",
+    "augment_cifar",
+    "bptt_step",
+    "ep_step",
+    "is_cifar10",
+    "layer_metrics",
+    "layer_names",
     "load_data",
     "one_hot",
-    "train_epoch",
-    "test_epoch",
     "results_row",
-    "write_results",
     "run_directory",
     "save_hyperparameters",
+    "test_epoch",
+    "train_epoch",
+    "write_results",
 ]
 
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.247, 0.243, 0.261)
+#: results.csv column -> metrics.csv name, in the reference's column order
+RESULTS_COLUMNS = {
+    "Ave_Train_Error": "train/error",
+    "Ave_Test_Error": "test/error",
+    "Single_Train_Error": "train/error_single",
+    "Single_Test_Error": "test/error_single",
+    "Train_Loss": "train/loss",
+    "Test_Loss": "test/loss",
+}
+#: per-layer results.csv column prefix -> metrics.csv prefix (``<prefix>/<layer>``)
+LAYER_COLUMNS = {
+    "Nb_Change_Weights": "log_flips",
+    "Threshold": "threshold",
+    "Gamma": "gamma",
+    "Alpha": "alpha",
+}
 
 
 # -- data -------------------------------------------------------------------------------------
 
 
+def is_cifar10(dataset: str) -> bool:
+    """CIFAR-10 (any alias) is normalised and augmented, as in the reference."""
+    return dataset_info(dataset).name == "cifar10"
+
+
 def load_data(
     cfg: Settings, data_dir: str | None = None, download: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Train and test images ``(N, C, H, W)`` as float32 in [0, 1] (CIFAR-10: normalised)
-    and integer labels, held in memory. fc nets flatten each batch when it is used."""
+    """Train and test images ``(N, C, H, W)`` as float32 in [0, 1] (CIFAR-10: normalised
+    with the dataset's mean and std) and integer labels, held in memory. fc nets flatten
+    each batch when it is used."""
+    normalized = is_cifar10(cfg.dataset)
     arrays = []
     for split in ("train", "test"):
-        dataset = load_dataset(cfg.dataset, split, data_dir=data_dir, download=download)
-        arrays += _stack(dataset)
-    if cfg.dataset.lower() in {"cifar10", "cifar-10"}:
-        mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
-        arrays[0] = (arrays[0] - mean) / std
-        arrays[2] = (arrays[2] - mean) / std
+        x, y, _ = load_tensors(cfg.dataset, split, data_dir, download, normalized=normalized)
+        arrays += [x, y]
     return arrays[0], arrays[1], arrays[2], arrays[3]
-
-
-def _stack(dataset) -> list[torch.Tensor]:
-    inner = getattr(dataset, "dataset", dataset)
-    data, targets = getattr(inner, "data", None), getattr(inner, "targets", None)
-    x = getattr(inner, "x", None)
-    if isinstance(x, torch.Tensor) and targets is not None:
-        images = x.float()
-    elif isinstance(data, torch.Tensor) and data.dtype == torch.uint8 and targets is not None:
-        images = data.float().div_(255)  # torchvision MNIST: (N, H, W)
-    elif data is not None and getattr(data, "dtype", None) is not None and targets is not None:
-        images = torch.as_tensor(data).float().div_(255).permute(0, 3, 1, 2)  # CIFAR: NHWC
-    else:
-        xs, ys = zip(*(dataset[i] for i in range(len(dataset))), strict=True)
-        images, targets = torch.stack(xs).float(), ys
-    if images.dim() == 3:
-        images = images.unsqueeze(1)
-    return [images.contiguous(), torch.as_tensor(targets).long()]
 
 
 def one_hot(labels: torch.Tensor, expand: int) -> torch.Tensor:
@@ -100,6 +122,46 @@ def augment_cifar(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return padded[batch, channel, rows, cols]
 
 
+# -- the training methods (--optim) -----------------------------------------------------------
+
+
+def _loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return ((out - target) ** 2).sum() / (2 * len(target))
+
+
+def ep_step(
+    net: EPNetwork, x: torch.Tensor, target: torch.Tensor, beta: float, epoch: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One EP update: free phase, nudged phase, flips; returns the free output and loss."""
+    with torch.no_grad():
+        ctx = net.prepare(x)
+        free = net.forward(net.init_hidden(x), ctx)
+        out = free.s[0]
+        loss = _loss(out, target)
+        nudged = net.forward(free.copy(), ctx, beta=beta, target=target, pred=out)
+        net.update_weights(nudged, free, ctx, beta, epoch=epoch)
+    return out, loss
+
+
+def bptt_step(
+    net: EPNetwork, x: torch.Tensor, target: torch.Tensor, beta: float, epoch: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One truncated-BPTT update of the free phase, fed to the same flip optimizer."""
+    ctx = net.prepare(x)
+    free = net.forward(net.init_hidden(x), ctx, optim="bptt")
+    out = free.s[0]
+    loss = _loss(out, target)
+    loss.backward()
+    net.update_weights(None, free, ctx, beta, epoch=epoch, optim="bptt")
+    return out, loss
+
+
+#: --optim name -> ``step(net, x, target, beta, epoch) -> (free output, loss)``
+METHODS: Registry = Registry("training method", flag="--optim")
+METHODS.register("ep", ep_step)
+METHODS.register("bptt", bptt_step)
+
+
 # -- epochs -----------------------------------------------------------------------------------
 
 
@@ -120,54 +182,47 @@ def train_epoch(
     x: torch.Tensor,
     labels: torch.Tensor,
     epoch: int,
-    generator: torch.Generator,
-    device: torch.device,
-    progress: Callable[[Iterable], Iterable] = iter,
+    ctx: Context,
+    *,
+    augment: bool = False,
 ) -> dict[str, Any]:
-    """One pass over the training set; returns errors (%), loss and flips per layer."""
+    """One pass over the training set in the order of ``ctx.batches``; returns the errors
+    (%), the loss, the per-layer metrics (:func:`layer_metrics`) and the seconds it took.
+
+    Args:
+        ctx: the runner's context (device, shuffling generator, batches, NaN check).
+        augment: CIFAR-10's random flips and crops (:func:`augment_cifar`).
+    """
     cfg = net.cfg
     net.train()
     net.bop.reset_flips()
-    augment = cfg.dataset.lower() in {"cifar10", "cifar-10"}
+    step = METHODS.get(cfg.optim)
     wrong_ave = wrong_single = 0
     loss_sum = 0.0
     began = time.perf_counter()
-    order = torch.randperm(len(labels), generator=generator)
-    for idx in progress(order.split(cfg.batchSize)):
+    batches = ctx.batches(len(labels), cfg.batchSize, desc=f"epoch {epoch}/{cfg.epochs}")
+    for index, idx in enumerate(batches):
         xb = x[idx]
         if augment:
-            xb = augment_cifar(xb, generator)
-        xb = _inputs(net, xb.to(device, non_blocking=True))
-        yb = labels[idx].to(device)
+            xb = augment_cifar(xb, ctx.generator)
+        xb = _inputs(net, xb.to(ctx.device, non_blocking=True))
+        yb = labels[idx].to(ctx.device)
         target = one_hot(yb, cfg.expand_output)
         beta = cfg.beta * (float(torch.sign(torch.randn(1))) if cfg.random_beta else 1.0)
-        if cfg.optim == "bptt":
-            ctx = net.prepare(xb)
-            free = net.forward(net.init_hidden(xb), ctx, optim="bptt")
-            out = free.s[0]
-            loss = ((out - target) ** 2).sum() / (2 * len(idx))
-            loss.backward()
-            net.update_weights(None, free, ctx, beta, epoch=epoch, optim="bptt")
-        else:
-            with torch.no_grad():
-                ctx = net.prepare(xb)
-                free = net.forward(net.init_hidden(xb), ctx)
-                out = free.s[0]
-                loss = ((out - target) ** 2).sum() / (2 * len(idx))
-                nudged = net.forward(free.copy(), ctx, beta=beta, target=target, pred=out)
-                net.update_weights(nudged, free, ctx, beta, epoch=epoch)
-        loss_sum += loss.item()
+        out, loss = step(net, xb, target, beta, epoch)
+        ctx.check_loss(loss, index)
+        loss_sum += loss.item() * ctx.share  # under torchrun: this process's part of the batch
         ave, single = _errors(out, yb, cfg.expand_output)
         wrong_ave += ave
         wrong_single += single
-    n = len(labels)
-    flips = [net.bop.flips(layer.weight) for layer in net.weight_layers()]
+    seconds = time.perf_counter() - began
+    n = ctx.samples  # the samples this process trained on (all of them without torchrun)
     return {
-        "ave_error": 100.0 * wrong_ave / n,
-        "single_error": 100.0 * wrong_single / n,
-        "loss": loss_sum / n,
-        "flips": flips,
-        "seconds": time.perf_counter() - began,
+        "train/error": 100.0 * wrong_ave / n,
+        "train/error_single": 100.0 * wrong_single / n,
+        "train/loss": loss_sum / n,
+        **layer_metrics(net),
+        "seconds": seconds,
     }
 
 
@@ -185,56 +240,65 @@ def test_epoch(
         yb = labels[start : start + cfg.test_batchSize].to(device)
         out = net.forward(net.init_hidden(xb), net.prepare(xb)).s[0]
         target = one_hot(yb, cfg.expand_output)
-        loss_sum += (((out - target) ** 2).sum() / (2 * len(yb))).item()
+        loss_sum += _loss(out, target).item()
         ave, single = _errors(out, yb, cfg.expand_output)
         wrong_ave += ave
         wrong_single += single
     n = len(labels)
     return {
-        "ave_error": 100.0 * wrong_ave / n,
-        "single_error": 100.0 * wrong_single / n,
-        "loss": loss_sum / n,
+        "test/error": 100.0 * wrong_ave / n,
+        "test/error_single": 100.0 * wrong_single / n,
+        "test/loss": loss_sum / n,
     }
 
 
 # -- the results table ------------------------------------------------------------------------
 
 
-def _layer_names(net: EPNetwork) -> list[str]:
-    """Column suffixes of the weight layers: ``0, 1`` (fc) or ``fc_0, conv_0, ...``."""
+def layer_names(net: EPNetwork) -> list[str]:
+    """Names of the weight layers: ``0, 1`` (fc) or ``fc_0, conv_0, ...`` (conv)."""
     cfg = net.cfg
     if cfg.archi == "fc":
         return [str(k) for k in range(cfg.n_fc)]
     return [f"fc_{k}" for k in range(cfg.n_fc)] + [f"conv_{k}" for k in range(cfg.n_conv)]
 
 
-def results_row(
-    net: EPNetwork, epoch: int, train: dict[str, Any], test: dict[str, float]
-) -> dict[str, Any]:
-    """One row of ``results.csv``: the reference columns, in the reference order (conv:
-    the Gamma_fc columns hold the classifier's gammas, fixing the reference), then the
-    current scaling factors and the epoch's training time."""
-    row: dict[str, Any] = {
-        "Epoch": epoch,
-        "Ave_Train_Error": train["ave_error"],
-        "Ave_Test_Error": test["ave_error"],
-        "Single_Train_Error": train["single_error"],
-        "Single_Test_Error": test["single_error"],
-        "Train_Loss": train["loss"],
-        "Test_Loss": test["loss"],
-    }
-    names = _layer_names(net)
-    for name, flips, count in zip(names, train["flips"], net.num_weights(), strict=True):
-        row[f"Nb_Change_Weights_{name}"] = math.log(flips / count + 1e-9)
+def layer_metrics(net: EPNetwork) -> dict[str, float]:
+    """Per weight layer: ``log_flips`` (ln of the fraction of weights flipped since the
+    epoch began, + 1e-9), ``threshold`` and ``gamma`` of the flip optimizer and the
+    current scaling factor ``alpha`` (conv layers: the mean over channels). Conv nets:
+    the classifier's gammas for ``fc_k``, fixing the reference."""
+    names = layer_names(net)
+    row: dict[str, float] = {}
+    for name, layer, count in zip(names, net.weight_layers(), net.num_weights(), strict=True):
+        row[f"log_flips/{name}"] = math.log(net.bop.flips(layer.weight) / count + 1e-9)
     settings = net.flip_settings()
     for name, (_, threshold) in zip(names, settings, strict=True):
-        row[f"Threshold_{name}"] = threshold
+        row[f"threshold/{name}"] = threshold
     for name, (gamma, _) in zip(names, settings, strict=True):
-        row[f"Gamma_{name}"] = gamma
+        row[f"gamma/{name}"] = gamma
     for name, alpha in zip(names, net.alpha_values(), strict=True):
-        row[f"Alpha_{name}"] = alpha
-    row["Seconds"] = train["seconds"]
+        row[f"alpha/{name}"] = alpha
     return row
+
+
+def results_row(row: Mapping[str, Any], names: list[str]) -> dict[str, Any]:
+    """One row of ``results.csv`` from an epoch's ``metrics.csv`` row: the reference
+    columns in the reference order, then the scaling factors and the epoch's training time.
+
+    Args:
+        row: the metrics of one epoch (with ``epoch``).
+        names: the weight layers' names (:func:`layer_names`).
+    """
+    # rows logged before the metrics were renamed (a resumed older run) carry the columns
+    result: dict[str, Any] = {"Epoch": row["epoch"]}
+    result.update({col: row.get(key, row.get(col)) for col, key in RESULTS_COLUMNS.items()})
+    for prefix, key in LAYER_COLUMNS.items():
+        for name in names:
+            column = f"{prefix}_{name}"
+            result[column] = row.get(f"{key}/{name}", row.get(column))
+    result["Seconds"] = row.get("seconds", row.get("Seconds"))
+    return result
 
 
 def write_results(rows: list[dict[str, Any]], path: str | Path) -> None:
