@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from binary_feedback.commons.layers import clip_weights_
-from binary_feedback.train import build, resolve
+from binary_feedback import StudyAConfig, StudyAExperiment
 from bnn_shared.utils import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,9 +29,10 @@ SAMPLES, BATCH = 60_000, 128
 
 
 def epoch_seconds(method: str) -> float:
-    args = resolve(["--method", method, "--bn", "--binarize", "--hidden-act", "tanh"])
+    config = StudyAConfig(method=method, bn=True, binarize=True, hidden_act="tanh")
+    experiment = StudyAExperiment(config)
     torch.manual_seed(0)
-    model, rule, optimizer = build(args, (1, 28, 28), 10)
+    model, rule, optimizer = experiment.build((1, 28, 28), 10)
     x = torch.rand(SAMPLES, 1, 28, 28) * 2 - 1
     y = torch.randint(0, 10, (SAMPLES,))
     rule.step(model, x[:BATCH], y[:BATCH], optimizer)  # warm-up
@@ -40,7 +40,7 @@ def epoch_seconds(method: str) -> float:
     began = time.perf_counter()
     for start in range(0, SAMPLES - SAMPLES % BATCH, BATCH):
         rule.step(model, x[start : start + BATCH], y[start : start + BATCH], optimizer)
-        clip_weights_(model, args.weight_clipping)
+        experiment.clip(model)  # every weight to --weight-clipping, as in training
     return time.perf_counter() - began
 
 

@@ -34,7 +34,23 @@ CASES = {
     "b_mlpmixer_bp": f"{STUDY_B} --model MLPMixer --method bp --image-size 16 --epochs 1",
 }
 #: metric names since the recording (old -> new)
-RENAME: dict[str, str] = {}
+RENAME: dict[str, str] = {
+    "best test/accuracy": "test/best_accuracy",
+    "best validation/accuracy": "val/best_accuracy",
+    "validation/loss": "val/loss",
+    "validation/accuracy": "val/accuracy",
+    "validation/f1": "val/f1",
+    "validation/precision": "val/precision",
+    "layer_0 saturation": "monitor/layer_0_saturation",
+    "layer_0 nHSIC XZ": "monitor/layer_0_nhsic_xz",
+    "layer_0 nHSIC ZY": "monitor/layer_0_nhsic_zy",
+    "layer_1 saturation": "monitor/layer_1_saturation",
+    "layer_1 nHSIC XZ": "monitor/layer_1_nhsic_xz",
+    "layer_1 nHSIC ZY": "monitor/layer_1_nhsic_zy",
+    "layer_2 saturation": "monitor/layer_2_saturation",
+    "layer_2 nHSIC XZ": "monitor/layer_2_nhsic_xz",
+    "layer_2 nHSIC ZY": "monitor/layer_2_nhsic_zy",
+}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from binary_feedback.commons import BinaryLinear, SignSat, StudyABatchNorm1d
 from binary_feedback.training import (
-    ALIASES,
     BP,
     DFA,
     DRTP,
@@ -26,7 +25,8 @@ from binary_feedback.training import (
     output_layer,
     weight_layers,
 )
-from binary_feedback.training.base import broadcast_signal, feature_size
+from binary_feedback.training.base import broadcast_signal, feature_size, feedback_matrix
+from binary_feedback.training.regimes import DRTP_TARGETS, FEEDBACK_INITS, LOSSES
 from binary_feedback.training.sigprop import pair_layers
 from bnn_shared.errors import CheckpointError, ConfigError, ShapeError
 from torch import nn
@@ -124,6 +124,28 @@ class TestRegimes:
             get_regime("study_c")
 
 
+class TestRegimeRegistries:
+    @pytest.mark.parametrize("name", FEEDBACK_INITS.names())
+    def test_every_feedback_init_fills_a_matrix(self, name):
+        matrix = feedback_matrix(C, 5, name.upper(), torch.zeros(1, dtype=torch.float64))
+        assert matrix.shape == (C, 5) and matrix.dtype == torch.float64
+        assert torch.isfinite(matrix).all() and matrix.abs().sum() > 0
+
+    @pytest.mark.parametrize("name", LOSSES.names())
+    def test_every_loss_gives_a_finite_objective_and_logged_loss(self, name):
+        out, y = torch.randn(4, C), torch.tensor([0, 1, 2, 1])
+        assert all(torch.isfinite(fn(out, y)) for fn in LOSSES.get(name))
+
+    @pytest.mark.parametrize("name", DRTP_TARGETS.names())
+    def test_every_drtp_target_has_one_row_per_sample(self, name):
+        target = DRTP_TARGETS.get(name)(torch.tensor([0, 2]), C, torch.float32)
+        assert target.shape == (2, C) and target.argmax(-1).tolist() == [0, 2]
+
+    @pytest.mark.parametrize("name", REGIMES)
+    def test_every_regime_by_name_in_any_case(self, name):
+        assert get_regime(name.upper()) is REGIMES[name]
+
+
 # ---------------------------------------------------------------------------- registry
 
 
@@ -143,7 +165,8 @@ class TestRegistry:
         assert type(get_rule(name, regime="study_b", num_classes=C)) is cls
 
     def test_available_rules(self):
-        assert available_rules() == sorted([*RULES, *ALIASES])
+        assert available_rules() == sorted([*RULES, *RULES.aliases()])
+        assert RULES.aliases() == {"gd": "bp", "pepita": "sigprop"}
         assert {"gd", "pepita", "sigprop", "bp"} <= set(available_rules())
 
     def test_unknown_name_and_option(self):

@@ -223,6 +223,7 @@ class Context:
         shuffle: bool = True,
         drop_last: bool = False,
         desc: str | None = None,
+        shard: bool = True,
     ) -> Iterator[torch.Tensor]:
         """Index tensors of one epoch over ``size`` samples, shuffled with :attr:`generator`.
 
@@ -236,11 +237,17 @@ class Context:
             shuffle: a new random order (else ``0..size-1``).
             drop_last: leave out the last, partial batch (kept when it is the only one).
             desc: progress-bar text (default ``epoch E``).
+            shard: yield this process's share (default); False yields every global batch
+                whole, for a package that must draw random numbers per sample of the global
+                batch (augmentation) before it takes its share with :meth:`take_share`.
         """
         order = torch.randperm(size, generator=self.generator) if shuffle else torch.arange(size)
         if drop_last and size >= batch_size:
             order = order[: size - size % batch_size]
         for indices in self.progress(order.split(batch_size), desc=desc or f"epoch {self.epoch}"):
+            if not shard:
+                yield indices
+                continue
             local = self.group.shard(indices)
             self._count(len(local), len(indices))
             yield local

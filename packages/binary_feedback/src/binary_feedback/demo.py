@@ -21,15 +21,17 @@ DEMO_COMMAND = (
 
 def demo(*, quiet: bool = False) -> list[DemoResult]:
     """Train the demo MLP with DFA and with DRTP; one row each."""
-    from .train import resolve, train
+    from .experiment import train_model
+    from .train import parse
 
     rows = []
     for method in ("DFA", "DRTP"):
-        args = resolve(shlex.split(f"{DEMO_COMMAND} --method {method}"))
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as out_dir:
-            final = train(args, out_dir=out_dir, quiet=True)
-        hidden = args.hidden
+            argv = [*shlex.split(DEMO_COMMAND), "--method", method, "--out-dir", out_dir, "--quiet"]
+            config, settings = parse(argv)
+            final = train_model(config, settings)
+        hidden = config.hidden
         sizes = [64, *hidden, 10]
         weights = sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
         last = sizes[-2] * sizes[-1]  # the output layer stays full precision
@@ -40,7 +42,7 @@ def demo(*, quiet: bool = False) -> list[DemoResult]:
                 model=f"{method} MLP 64-{'-'.join(map(str, hidden))}-10, binary W+A, BN",
                 dataset="digits",
                 metric="best_test_acc",  # best-epoch test accuracy, the study's metric
-                value=final["best_test_accuracy"],
+                value=final["test/best_accuracy"],
                 weight_bits="1/32",  # binary hidden weights; full-precision output and BN
                 size_kib=((weights - last) / 8 + 4 * (last + bn)) / 1024,
                 float32_kib=4 * (weights + bn) / 1024,

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 from bnn_shared.errors import ConfigError
+from bnn_shared.registry import Registry
 from torch import Tensor, nn
 
 __all__ = [
@@ -200,13 +201,12 @@ class Identity(Activation, nn.Identity):
 
 
 #: Study A's activation names (``--hidden-act`` / ``--last-act``) and their module classes.
-ACTIVATIONS: dict[str, type[Activation]] = {
-    "tanh": Tanh,
-    "signsat": SignSat,
-    "sign": SignUnsat,
-    "signtanh": SignTanh,
-    "id": Identity,
-}
+ACTIVATIONS: Registry[type[Activation]] = Registry("activation", flag="--hidden-act/--last-act")
+ACTIVATIONS.register("tanh", Tanh)
+ACTIVATIONS.register("signsat", SignSat)
+ACTIVATIONS.register("sign", SignUnsat)
+ACTIVATIONS.register("signtanh", SignTanh)
+ACTIVATIONS.register("id", Identity)
 
 
 def get_activation(name: str, **options: Any) -> Activation:
@@ -219,10 +219,8 @@ def get_activation(name: str, **options: Any) -> Activation:
     Raises:
         ConfigError: unknown name (the message lists the known ones) or option.
     """
-    key = name.lower()
-    if key not in ACTIVATIONS:
-        raise ConfigError(f"unknown activation {name!r}; available: {', '.join(ACTIVATIONS)}")
+    cls = ACTIVATIONS.get(name)
     try:
-        return ACTIVATIONS[key](**options)
+        return cls(**options)
     except TypeError as exc:
         raise ConfigError(f"activation {name!r}: {exc}") from exc

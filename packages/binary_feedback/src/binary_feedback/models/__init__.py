@@ -24,6 +24,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from bnn_shared.errors import ConfigError, ShapeError
+from bnn_shared.registry import Registry
 from torch import nn
 
 from .mixer import MLPMixer, PreNormResidual, remove_prenorm_skips
@@ -93,21 +94,19 @@ def _mlp_mixer(num_classes: int, in_shape: Sequence[int], **options: Any) -> Bui
     return BuiltModel(model, ["1", head], head)
 
 
-#: Registered builders, by lower-case name: ``builder(num_classes, in_shape, **options)``.
-MODELS: dict[str, Callable[..., BuiltModel]] = {
-    "mlp": _fully_connected,
-    "fullyconnected": _fully_connected,
-    "smallcnn": _small_cnn,
-    "mobilenetv2": _mobilenet_v2,
-    "vgg16": partial(_vgg, 16),
-    "vgg19": partial(_vgg, 19),
-    "mlpmixer": _mlp_mixer,
-}
+#: Registered builders, by name (any case): ``builder(num_classes, in_shape, **options)``.
+MODELS: Registry[Callable[..., BuiltModel]] = Registry("model", flag="--model")
+MODELS.register("mlp", _fully_connected, aliases=("fullyconnected",))
+MODELS.register("smallcnn", _small_cnn)
+MODELS.register("mobilenetv2", _mobilenet_v2)
+MODELS.register("vgg16", partial(_vgg, 16))
+MODELS.register("vgg19", partial(_vgg, 19))
+MODELS.register("mlpmixer", _mlp_mixer)
 
 
 def available_models() -> list[str]:
-    """The registered model names (lower case)."""
-    return sorted(MODELS)
+    """Every accepted model name (registered names and aliases, lower case), sorted."""
+    return sorted([*MODELS.names(), *MODELS.aliases()])
 
 
 def build_model(name: str, num_classes: int, in_shape: Sequence[int], **options: Any) -> BuiltModel:
@@ -124,11 +123,9 @@ def build_model(name: str, num_classes: int, in_shape: Sequence[int], **options:
         ConfigError: unknown name or option.
         ShapeError: an input shape the model cannot take.
     """
-    key = name.lower()
-    if key not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+    builder = MODELS.get(name)
     try:
-        return MODELS[key](num_classes, tuple(in_shape), **options)
+        return builder(num_classes, tuple(in_shape), **options)
     except TypeError as exc:
         raise ConfigError(f"model {name!r}: {exc}") from exc
 

@@ -3,7 +3,8 @@
 ``get_rule("dfa", regime="study_a", num_classes=10)`` builds a rule; ``rule.step(model, x,
 y, optimizer)`` runs one training step on any model of Linear/Conv1d/Conv2d layers. Names are
 case-insensitive; ``gd`` is an alias of ``bp`` and ``pepita`` of ``sigprop``. Adding a rule is
-adding a :class:`~binary_feedback.training.base.Rule` subclass and one :data:`RULES` entry.
+adding a :class:`~binary_feedback.training.base.Rule` subclass and registering it in
+:data:`RULES`. The studies' regimes (loss, feedback init, DRTP target) are in :mod:`.regimes`.
 
 ===========  ======================================================  ====================
 name         rule                                                    module
@@ -21,28 +22,18 @@ from __future__ import annotations
 from typing import Any
 
 from bnn_shared.errors import ConfigError
+from bnn_shared.registry import Registry
 
-from .base import (
-    REGIMES,
-    STUDY_A,
-    STUDY_B,
-    LocalRule,
-    Regime,
-    Rule,
-    get_regime,
-    local_blocks,
-    output_layer,
-    weight_layers,
-)
+from .base import LocalRule, Rule, local_blocks, output_layer, weight_layers
 from .bp import BP
 from .dfa import DFA
 from .drtp import DRTP
 from .hsic import HSIC, cosine_kernel, hsic, normalized_hsic
+from .regimes import REGIMES, STUDY_A, STUDY_B, Regime, get_regime
 from .sigprop import SigpropTL
 
 __all__ = [
     "RULES",
-    "ALIASES",
     "get_rule",
     "available_rules",
     "Regime",
@@ -65,21 +56,18 @@ __all__ = [
     "local_blocks",
 ]
 
-#: Canonical rule name -> class.
-RULES: dict[str, type[Rule]] = {
-    "bp": BP,
-    "dfa": DFA,
-    "drtp": DRTP,
-    "hsic": HSIC,
-    "sigprop": SigpropTL,
-}
-#: Other accepted names: study A's "GD", study B's code name "pepita".
-ALIASES: dict[str, str] = {"gd": "bp", "pepita": "sigprop"}
+#: Rule name -> class; aliases: study A's "GD" for BP, study B's code name "pepita".
+RULES: Registry[type[Rule]] = Registry("training method", flag="--method")
+RULES.register("bp", BP, aliases=("gd",))
+RULES.register("dfa", DFA)
+RULES.register("drtp", DRTP)
+RULES.register("hsic", HSIC)
+RULES.register("sigprop", SigpropTL, aliases=("pepita",))
 
 
 def available_rules() -> list[str]:
-    """Every accepted rule name (canonical names and aliases), sorted."""
-    return sorted([*RULES, *ALIASES])
+    """Every accepted rule name (registered names and aliases), sorted."""
+    return sorted([*RULES.names(), *RULES.aliases()])
 
 
 def get_rule(name: str, **options: Any) -> Rule:
@@ -91,11 +79,8 @@ def get_rule(name: str, **options: Any) -> Rule:
             ``num_classes``, and the rule's own keyword options (e.g. ``bw_init`` for DFA,
             ``gamma`` and ``mode`` for HSIC); an unknown option is a ConfigError.
     """
-    key = str(name).lower()
-    key = ALIASES.get(key, key)
-    if key not in RULES:
-        raise ConfigError(f"unknown training method {name!r}; choose from {available_rules()}")
-    cls = RULES[key]
+    key = RULES.canonical(name)
+    cls = RULES.get(key)
     missing = sorted({"regime", "num_classes"} - set(options))
     if missing:
         raise ConfigError(f"training method {key!r} needs the option {missing[0]!r}")

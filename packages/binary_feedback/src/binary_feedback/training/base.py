@@ -1,10 +1,9 @@
-"""The training-rule interface, the two studies' regimes and the helpers every rule shares.
+"""The training-rule interface and the helpers every rule shares.
 
-A *regime* says what a study optimises and how its fixed random matrices and targets look
-(:data:`STUDY_A`: the SAC 2023 MLP study; :data:`STUDY_B`: the arXiv 2408.04460 extension).
-A *rule* (:class:`Rule`) says how the gradients of one training step are obtained (BP, DFA,
-DRTP, HSIC bottleneck, SigpropTL); every rule works over any model made of
-``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` layers, so the training loop only calls
+A *regime* (:mod:`.regimes`) says what a study optimises and how its fixed random matrices
+and targets look. A *rule* (:class:`Rule`) says how the gradients of one training step are
+obtained (BP, DFA, DRTP, HSIC bottleneck, SigpropTL); every rule works over any model made
+of ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` layers, so the training loop only calls
 ``rule.step(model, x, y, optimizer)``.
 
 Model interface read by the rules:
@@ -22,28 +21,20 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from functools import partial
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from bnn_shared.errors import CheckpointError, ConfigError, ShapeError
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 from torchvision.models.mobilenetv2 import InvertedResidual
 
+from .regimes import FEEDBACK_INITS, Regime, get_regime
+
 __all__ = [
     "WEIGHT_TYPES",
-    "LOSSES",
-    "DRTP_TARGETS",
-    "FEEDBACK_INITS",
-    "Regime",
-    "STUDY_A",
-    "STUDY_B",
-    "REGIMES",
-    "get_regime",
     "Rule",
     "LocalRule",
     "weight_layers",
@@ -54,125 +45,21 @@ __all__ = [
     "broadcast_signal",
     "feedback_matrix",
     "training_mode",
+    "check_choice",
 ]
 
-LossFn = Callable[[Tensor, Tensor], Tensor]
 WEIGHT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
-# ---------------------------------------------------------------------------- regimes
-
-
-def plus_minus_one(y: Tensor, like: Tensor) -> Tensor:
-    """Study A's output encoding: ``2 * onehot(y) - 1`` in ``like``'s dtype."""
-    return 2 * F.one_hot(y, like.shape[-1]).to(like.dtype) - 1
-
-
-def squared_error_sum(output: Tensor, y: Tensor) -> Tensor:
-    """Study A's objective ``sum_{n,c} (y_hat - t)^2`` with ``t = 2 onehot - 1``.
-
-    Its gradient w.r.t. the output is the per-sample error ``e = 2 (y_hat - t)`` (not averaged),
-    so every weight gradient is summed over the batch, as in the NumPy reference.
-    """
-    return (output - plus_minus_one(y, output)).pow(2).sum()
-
-
-def squared_error_mean(output: Tensor, y: Tensor) -> Tensor:
-    """Study A's logged loss: ``mean (y_hat - t)^2`` over every entry of the batch."""
-    return (output - plus_minus_one(y, output)).pow(2).mean()
-
-
-#: loss name -> (training objective, logged loss), both on the model output and labels.
-LOSSES: dict[str, tuple[LossFn, LossFn]] = {
-    "squared_error": (squared_error_sum, squared_error_mean),
-    "cross_entropy": (F.cross_entropy, F.cross_entropy),
-}
-
-
-def onehot_target(y: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
-    """Raw one-hot ``{0, 1}`` (study A's DRTP target)."""
-    return F.one_hot(y, num_classes).to(dtype)
-
-
-def centred_target(y: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
-    """Centred one-hot ``onehot - 1/C`` (study B's DRTP target and HSIC labels)."""
-    return onehot_target(y, num_classes, dtype) - 1.0 / num_classes
-
-
-#: DRTP target name -> ``fn(y, num_classes, dtype)``.
-DRTP_TARGETS: dict[str, Callable[[Tensor, int, torch.dtype], Tensor]] = {
-    "onehot": onehot_target,
-    "centred": centred_target,
-}
-
-#: Feedback-matrix init name -> in-place initialiser of a ``(C, features)`` tensor. The
-#: Kaiming variants use fan_in (= features) and the linear gain, as the study-B reference.
-FEEDBACK_INITS: dict[str, Callable[[Tensor], Any]] = {
-    "uniform": lambda t: t.uniform_(-1.0, 1.0),
-    "normal": lambda t: t.normal_(),
-    "kaiming_uniform": lambda t: nn.init.kaiming_uniform_(t, nonlinearity="linear"),
-    "kaiming_normal": lambda t: nn.init.kaiming_normal_(t, nonlinearity="linear"),
-}
+# ---------------------------------------------------------------------------- choices
 
 
 def check_choice(key: str, value: Any, choices: Any, owner: str) -> Any:
-    """Return ``value`` if it is one of ``choices``, else raise a ConfigError naming ``key``."""
+    """Return ``value`` if it is one of the plain ``choices``, else raise a ConfigError naming
+    ``key`` (names of implementations are looked up in a registry instead)."""
     if value not in choices:
         raise ConfigError(f"{owner}: unknown {key} {value!r}; choose from {sorted(choices)}")
     return value
-
-
-@dataclass(frozen=True)
-class Regime:
-    """What a study optimises, and the shape of its fixed random matrices and targets.
-
-    Args:
-        name: short name, used in reprs and logs.
-        loss: key of :data:`LOSSES`: ``"squared_error"`` (study A; the model output is already
-            tanh-ed) or ``"cross_entropy"`` (study B; the output is logits).
-        feedback_init: key of :data:`FEEDBACK_INITS` for DFA/DRTP matrices: ``"uniform"``
-            U(-1, 1) (study A) or ``"normal"`` N(0, 1) (study B's default ``--bw-init``).
-        drtp_target: key of :data:`DRTP_TARGETS`: ``"onehot"`` (study A) or ``"centred"``.
-        optimizer: name of the ``torch.optim`` class the study uses (the trainer builds it).
-    """
-
-    name: str
-    loss: str
-    feedback_init: str
-    drtp_target: str
-    optimizer: str
-
-    def __post_init__(self) -> None:
-        owner = f"regime {self.name!r}"
-        check_choice("loss", self.loss, LOSSES, owner)
-        check_choice("feedback_init", self.feedback_init, FEEDBACK_INITS, owner)
-        check_choice("drtp_target", self.drtp_target, DRTP_TARGETS, owner)
-
-    def training_loss(self, output: Tensor, y: Tensor) -> Tensor:
-        """The objective whose gradient drives learning."""
-        return LOSSES[self.loss][0](output, y)
-
-    def logged_loss(self, output: Tensor, y: Tensor) -> Tensor:
-        """The loss the study logs (study A: a mean, although it trains on a sum)."""
-        return LOSSES[self.loss][1](output, y)
-
-    def target_signal(self, y: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
-        """DRTP's target ``s`` (``(N, C)``), projected to each layer by its matrix."""
-        return DRTP_TARGETS[self.drtp_target](y, num_classes, dtype)
-
-
-#: Study A (SAC 2023, NumPy MLPs): summed squared error on tanh outputs, plain SGD.
-STUDY_A = Regime("study_a", "squared_error", "uniform", "onehot", "SGD")
-#: Study B (arXiv 2408.04460, PyTorch): mean cross-entropy on logits, Adam.
-STUDY_B = Regime("study_b", "cross_entropy", "normal", "centred", "Adam")
-REGIMES: dict[str, Regime] = {"study_a": STUDY_A, "study_b": STUDY_B}
-
-
-def get_regime(regime: Regime | str) -> Regime:
-    """A :class:`Regime`, or the preset named ``"study_a"`` / ``"study_b"`` (any case)."""
-    if isinstance(regime, Regime):
-        return regime
-    return REGIMES[check_choice("regime", str(regime).lower(), REGIMES, "training rule")]
 
 
 # ---------------------------------------------------------------------------- model interface
@@ -238,13 +125,13 @@ def broadcast_signal(signal: Tensor, like: Tensor) -> Tensor:
 
 
 def feedback_matrix(rows: int, cols: int, init: str, like: Tensor) -> Tensor:
-    """A fixed random ``(rows, cols)`` matrix drawn by ``FEEDBACK_INITS[init]``.
+    """A fixed random ``(rows, cols)`` matrix drawn by ``FEEDBACK_INITS.get(init)``.
 
     Drawn on the CPU from torch's global generator (so a seeded run draws the same matrices
     on every device), in ``like``'s dtype, then moved to ``like``'s device.
     """
     matrix = torch.empty(rows, cols, dtype=like.dtype)
-    FEEDBACK_INITS[init](matrix)
+    FEEDBACK_INITS.get(init)(matrix)
     return matrix.to(like.device)
 
 

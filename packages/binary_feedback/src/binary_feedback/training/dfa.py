@@ -7,16 +7,8 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from .base import (
-    FEEDBACK_INITS,
-    Regime,
-    Rule,
-    broadcast_signal,
-    check_choice,
-    feature_size,
-    output_error,
-    weight_layers,
-)
+from .base import Rule, broadcast_signal, feature_size, output_error, weight_layers
+from .regimes import FEEDBACK_INITS, Regime
 
 __all__ = ["DFA"]
 
@@ -42,7 +34,7 @@ class DFA(Rule):
 
     Args:
         regime, num_classes: see :class:`~binary_feedback.training.base.Rule`.
-        bw_init: init of the matrices (key of ``FEEDBACK_INITS``); default the regime's
+        bw_init: init of the matrices (a name of ``FEEDBACK_INITS``); default the regime's
             (study A U(-1, 1), study B N(0, 1); ``--bw-init``).
         detach: False (default, the published rule): nothing is detached, so skip paths
             still carry true backprop of the downstream signal and memory equals BP's.
@@ -66,7 +58,7 @@ class DFA(Rule):
     ) -> None:
         super().__init__(regime, num_classes)
         init = bw_init or self.regime.feedback_init
-        self.bw_init = check_choice("bw_init", init, FEEDBACK_INITS, self.name)
+        self.bw_init = FEEDBACK_INITS.canonical(init)
         self.detach = bool(detach)
         self._error: Tensor | None = None
         self._detached: list[tuple[str, Tensor]] = []

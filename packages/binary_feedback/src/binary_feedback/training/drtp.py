@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .base import FEEDBACK_INITS, LocalRule, Regime, broadcast_signal, check_choice, feature_size
+from .base import LocalRule, broadcast_signal, feature_size
+from .regimes import FEEDBACK_INITS, Regime
 
 __all__ = ["DRTP"]
 
@@ -26,7 +27,7 @@ class DRTP(LocalRule):
 
     Args:
         regime, num_classes: see :class:`~binary_feedback.training.base.Rule`.
-        bw_init: init of the matrices (key of ``FEEDBACK_INITS``); default the regime's
+        bw_init: init of the matrices (a name of ``FEEDBACK_INITS``); default the regime's
             (study A U(-1, 1), study B N(0, 1); ``--bw-init``).
 
     References: Frenkel, Lefebvre, Bol, "Learning Without Feedback: Fixed Random Learning
@@ -44,7 +45,7 @@ class DRTP(LocalRule):
     ) -> None:
         super().__init__(regime, num_classes)
         init = bw_init or self.regime.feedback_init
-        self.bw_init = check_choice("bw_init", init, FEEDBACK_INITS, self.name)
+        self.bw_init = FEEDBACK_INITS.canonical(init)
 
     def _train_segment(self, name: str, h: Tensor, y: Tensor) -> None:
         projection = self._matrix(name, feature_size(h), h, self.bw_init)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bnn_shared.registry import Registry
 from torch import Tensor
 
-from .base import LocalRule, Regime, centred_target, check_choice
+from .base import LocalRule
+from .regimes import Regime, centred_target
 
 __all__ = [
     "HSIC_ESTIMATORS",
@@ -50,17 +52,17 @@ def hsic_plausible(a: Tensor, b: Tensor) -> Tensor:
 
 
 #: HSIC estimator name -> ``fn(kernel_a, kernel_b)``.
-HSIC_ESTIMATORS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "biased": hsic_biased,
-    "plausible": hsic_plausible,
-}
+HSIC_ESTIMATORS: Registry[Callable[[Tensor, Tensor], Tensor]] = Registry(
+    "hsic mode", flag="--hsic-mode"
+)
+HSIC_ESTIMATORS.register("biased", hsic_biased)
+HSIC_ESTIMATORS.register("plausible", hsic_plausible)
 
 
 def hsic(a_kernel: Tensor, b_kernel: Tensor, mode: str = "biased") -> Tensor:
     """HSIC of two ``(m, m)`` kernel matrices by the estimator ``mode`` (``"biased"`` or
-    ``"plausible"``, keys of :data:`HSIC_ESTIMATORS`)."""
-    check_choice("hsic mode", mode, HSIC_ESTIMATORS, "hsic")
-    return HSIC_ESTIMATORS[mode](a_kernel, b_kernel)
+    ``"plausible"``, names of :data:`HSIC_ESTIMATORS`)."""
+    return HSIC_ESTIMATORS.get(mode)(a_kernel, b_kernel)
 
 
 def normalized_hsic(a_kernel: Tensor, b_kernel: Tensor, eps: float = 1e-12) -> Tensor:
@@ -110,11 +112,11 @@ class HSIC(LocalRule):
     ) -> None:
         super().__init__(regime, num_classes)
         self.gamma = float(gamma)
-        self.mode = check_choice("mode", mode, HSIC_ESTIMATORS, self.name)
+        self.mode = HSIC_ESTIMATORS.canonical(mode)
 
     def local_loss(self, z: Tensor, y: Tensor) -> Tensor:
         """``HSIC(Z, Z) - gamma HSIC(Z, Y)`` of a batch of segment outputs ``z``."""
-        estimator = HSIC_ESTIMATORS[self.mode]
+        estimator = HSIC_ESTIMATORS.get(self.mode)
         kz = cosine_kernel(z)
         ky = cosine_kernel(centred_target(y, self.num_classes, z.dtype))
         return estimator(kz, kz) - self.gamma * estimator(kz, ky)

@@ -10,7 +10,6 @@ from torch import Tensor, nn
 from ..commons import Activation, StudyABatchNorm1d, latent_weight
 from .base import (
     WEIGHT_TYPES,
-    Regime,
     Rule,
     check_choice,
     output_error,
@@ -18,6 +17,7 @@ from .base import (
     training_mode,
     weight_layers,
 )
+from .regimes import Regime
 
 __all__ = [
     "ACTIVATION_TYPES",

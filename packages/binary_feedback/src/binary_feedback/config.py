@@ -1,0 +1,179 @@
+"""The settings of a run: one schema per study, filled by YAML files, flags and ``--set``.
+
+:class:`StudyAConfig` (ACM SAC 2023, binary MLPs) and :class:`StudyBConfig` (arXiv
+2408.04460, the extension) share :class:`StudyConfig`'s keys (method, dataset, epochs,
+learning rate, seed, monitoring) with their own defaults (study A: 100 epochs, lr 1e-4,
+DFA; study B: 80 epochs, lr 1e-3, bp) and add their own. Keys are the command-line flag
+names with underscores (``hidden_act`` for ``--hidden-act``); every value is checked when
+the schema is built, so a mistake is one line naming the key::
+
+    config = StudyAConfig(method="DRTP", bn=True, hidden="256,128")
+    config.hidden                          # [256, 128]
+    StudyBConfig(model="ResNet")           # ConfigError: key 'model': unknown model 'ResNet'
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from bnn_shared.config import ConfigModel
+from bnn_shared.data.registry import DATASETS as CORE_DATASETS
+from bnn_shared.registry import Registry
+from pydantic import Field, PositiveInt, field_validator
+
+from .commons.activations import ACTIVATIONS
+from .models import MODELS
+from .training import RULES
+from .training.regimes import FEEDBACK_INITS
+
+__all__ = ["DATASETS", "STUDIES", "StudyAConfig", "StudyBConfig", "StudyConfig"]
+
+#: The datasets the studies train on: the core's canonical name of each, under the core
+#: registry's names and aliases (``FashionMNIST``, ``fmnist``, ``CIFAR-10`` ...).
+DATASETS: Registry[str] = Registry("dataset", flag="--dataset")
+for _name in ("mnist", "fashion_mnist", "cifar10", "imagenette", "digits"):
+    _aliases = [alias for alias, name in CORE_DATASETS.aliases().items() if name == _name]
+    DATASETS.register(_name, _name, aliases=_aliases)
+
+
+class StudyConfig(ConfigModel):
+    """The keys both studies have; the subclasses set their study's defaults."""
+
+    study: str = Field("A", description="the study whose regime this run follows")
+    method: str = Field("DFA", description="training rule: bp (gd), dfa, drtp, hsic, sigprop")
+    dataset: str = Field(
+        "MNIST", description="MNIST, FashionMNIST, CIFAR10, imagenette or digits (stored canonical)"
+    )
+    epochs: int = Field(100, ge=1, description="epochs to train")
+    lr: float = Field(1e-4, gt=0, description="learning rate")
+    seed: int | None = Field(
+        None, description="random seed (None: drawn by the runner and stored in config.yaml)"
+    )
+    monitor: bool = Field(
+        False, description="log saturation and normalised HSIC per layer at each epoch end"
+    )
+    verbose: bool = Field(False, description="print every epoch's metrics")
+    run_name: str | None = Field(None, description="a label for the run (stored only)")
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        RULES.canonical(value)
+        return value
+
+    @field_validator("dataset")
+    @classmethod
+    def _canonical_dataset(cls, value: str) -> str:
+        return DATASETS.get(value)
+
+
+class StudyAConfig(StudyConfig):
+    """Study A (SAC 2023): an MLP trained with a summed squared error and plain SGD.
+
+    The MLP is ``prod(input) - hidden... - classes`` with ``hidden_act`` between layers and
+    ``last_act`` at the output; ``binarize`` makes every Linear but the output binary.
+    """
+
+    study: Literal["A"] = Field("A", description="the study whose regime this run follows")
+    method: str = Field("DFA", description="training rule: GD (BP), DFA, DRTP")
+    epochs: int = Field(100, ge=1, description="epochs to train")
+    lr: float = Field(1e-4, gt=0, description="learning rate")
+    bn: bool = Field(False, description="batch norm after each hidden Linear")
+    init: float = Field(0.1, gt=0, description="weights U(-init, init)")
+    hidden_act: str = Field("tanh", description="signsat, tanh, sign, signtanh, id")
+    last_act: str = Field("tanh", description="output activation")
+    batch_size: int = Field(128, ge=1, description="batch size (the last partial one is dropped)")
+    hidden: list[PositiveInt] = Field(
+        [700, 500, 300, 200], description="hidden sizes (a list, or comma-separated: 700,500)"
+    )
+    binarize: bool = Field(False, description="binary weights in every Linear but the output")
+    binarize_last: bool = Field(False, description="also binarise the output layer")
+    weight_ste: Literal["identity", "sat", "tanh"] = Field(
+        "identity", description="pseudo-gradient of the binary weights"
+    )
+    weight_clipping: float = Field(1.0, gt=0, description="clip every |W| to this after a step")
+
+    @field_validator("hidden", mode="before")
+    @classmethod
+    def _comma_separated_sizes(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return [value]  # one hidden layer, e.g. ``hidden: 256`` in a YAML file
+        if not isinstance(value, str):
+            return value
+        try:
+            return [int(size) for size in value.split(",") if size.strip()]
+        except ValueError:
+            raise ValueError(f"--hidden {value!r}: give sizes like 700,500,300,200") from None
+
+    @field_validator("hidden_act", "last_act")
+    @classmethod
+    def _known_activation(cls, value: str) -> str:
+        ACTIVATIONS.canonical(value)
+        return value
+
+
+class StudyBConfig(StudyConfig):
+    """Study B (arXiv 2408.04460): registered models, cross-entropy, Adam, early stopping.
+
+    Without ``test_set`` a ``train_fraction`` share of the training set is trained on and
+    the rest is the validation split (``val/`` metrics, early stopping, best epoch).
+    """
+
+    study: Literal["B"] = Field("B", description="the study whose regime this run follows")
+    method: str = Field("bp", description="bp, dfa, drtp, hsic, pepita (sigprop)")
+    epochs: int = Field(80, ge=1, description="epochs to train (at most; early stopping)")
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+    model: str = Field("MLP", description="MLP, MobileNetV2, vgg16, vgg19, MLPMixer, SmallCNN")
+    binary_act: bool = Field(False, description="sign activations")
+    binary_weights: bool = Field(False, description="sign weights (first and last layers kept)")
+    unsat: bool = Field(False, description="identity STE instead of the saturated one")
+    remove_skips: bool = Field(False, description="drop the skip connections")
+    wd: float = Field(0.0, ge=0, description="weight decay (L2 in the gradient)")
+    opt: str = Field("Adam", description="any torch.optim class name")
+    augment: bool = Field(False, description="training augmentation")
+    bs: int = Field(10, ge=1, description="batch size")
+    test_set: bool = Field(False, description="train on all of train, select on test")
+    train_fraction: float = Field(
+        0.9, gt=0, lt=1, description="share of train trained on (without test_set)"
+    )
+    early_stopping_delta: float = Field(
+        1e-3, description="stop once the evaluated loss fell by at most this in 4 epochs"
+    )
+    hsic_gamma: float = Field(2.0, description="HSIC bottleneck's gamma")
+    hsic_mode: Literal["biased", "plausible"] = Field("biased", description="HSIC estimator")
+    bw_init: str = Field("normal", description="normal, uniform, kaiming_uniform, kaiming_normal")
+    pepita_gain: float = Field(1.0, description="SigpropTL gain (see README)")
+    pepita_gain_mode: Literal["reference", "fixed"] = Field(
+        "reference", description="reference: the gain has no effect; fixed: F is scaled by it"
+    )
+    image_size: int | None = Field(
+        None, gt=0, description="resize inputs (None: 224 for the large models, else native)"
+    )
+    no_wandb: bool = Field(False, description="no W&B logging (the default here)")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        MODELS.canonical(value)
+        return value
+
+    @field_validator("opt")
+    @classmethod
+    def _torch_optimizer(cls, value: str) -> str:
+        found = getattr(torch.optim, value, None)
+        if not (isinstance(found, type) and issubclass(found, torch.optim.Optimizer)):
+            raise ValueError(f"--opt {value!r} is not a torch.optim optimizer")
+        return value
+
+    @field_validator("bw_init")
+    @classmethod
+    def _known_feedback_init(cls, value: str) -> str:
+        FEEDBACK_INITS.canonical(value)
+        return value
+
+
+#: The studies by name (``--study A|B``): their schemas.
+STUDIES: Registry[type[StudyConfig]] = Registry("study", flag="--study")
+STUDIES.register("A", StudyAConfig)
+STUDIES.register("B", StudyBConfig)
