@@ -188,3 +188,21 @@ def test_pepita_gain_mode_reaches_the_rule(mode):
                                f"--pepita-gain-mode {mode}"))  # fmt: skip
     _, rule, _ = build(args, (1, 8, 8), 10)
     assert (rule.gain, rule.gain_mode) == (3.0, mode)
+
+
+def test_a_config_yaml_of_the_earlier_format_replays(tmp_path):
+    """A run's config.yaml written before each study had its own schema lists every flag of
+    both studies; the other study's keys at their defaults carry nothing and are left out,
+    and any other value of theirs is still an error."""
+    from binary_feedback.train import parse
+    from bnn_shared.errors import ConfigError
+
+    path = ROOT / "experiments_results/binary_feedback/mnist_bn_binary_tanh_dfa/config.yaml"
+    config, _ = parse(["--config", str(path), "--out-dir", str(tmp_path)])
+    assert (config.study, config.method, config.hidden, config.seed) == (
+        "A", "DFA", [700, 500, 300, 200], 1,
+    )  # fmt: skip
+    changed = tmp_path / "c.yaml"
+    changed.write_text(path.read_text().replace("bs: 10", "bs: 32"))
+    with pytest.raises(ConfigError, match="--bs belongs to study B"):
+        parse(["--config", str(changed)])

@@ -168,6 +168,7 @@ def parse(argv: Sequence[str] | None = None) -> tuple[StudyConfig, RunSettings]:
     source = str(path) if path else "the command line"
     if path and (flags or args.overrides):
         source += " (with command-line values)"
+    file = _without_other_study_defaults(file, study)
     data = apply_overrides({**file, **flags, "study": study}, args.overrides)
     _check_study_keys(data, study, source)
     config = from_dict(STUDIES.get(study), data, source=source)
@@ -197,6 +198,22 @@ def _select_study(flags: dict[str, Any], file: dict[str, Any], argv: list[str]) 
         return study.upper()
     used_b = any(arg.split("=")[0] in STUDY_B_FLAGS for arg in argv)
     return "B" if used_b or flags.get("model", file.get("model")) is not None else "A"
+
+
+def _without_other_study_defaults(file: dict[str, Any], study: str) -> dict[str, Any]:
+    """A config file's keys of the other study that hold that study's default (or nothing)
+    are left out: they carry no setting (a ``config.yaml`` written before each study had its
+    own schema lists every flag of both). Any other value of the other study stays, and is
+    an error."""
+    other = {"A": "B", "B": "A"}.get(study)
+    if other is None:
+        return file
+    fields = STUDIES.get(other).model_fields
+    return {
+        key: value
+        for key, value in file.items()
+        if not (key in _STUDY_KEYS[other] and (value is None or value == fields[key].default))
+    }
 
 
 def _check_study_keys(data: dict[str, Any], study: str, source: str) -> None:
