@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 from bnn_shared.cli import run_cli
-from bnn_shared.testing import assert_bad_input, assert_rejected, invalid_configs, metric_rows
+from bnn_shared.testing import (
+    assert_bad_input,
+    assert_out_dir_refused,
+    assert_rejected,
+    invalid_configs,
+    metric_rows,
+)
 from hadamrnn.config import Config
 from hadamrnn.train import main
 from hypothesis import given, settings
@@ -44,12 +50,8 @@ def test_bad_values(tmp_path, overrides, needle):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("where", ["file", "under_file"])
-def test_out_dir_that_cannot_be_a_run_directory(tmp_path, where):
-    blocker = tmp_path / "taken"
-    blocker.write_text("not a directory")
-    out = blocker if where == "file" else blocker / "run"
-    assert_bad_input(main, [*BASE, "--out-dir", str(out)], tmp_path, "--out-dir")
+def test_out_dir_that_cannot_be_a_run_directory(tmp_path):
+    assert_out_dir_refused(main, BASE, tmp_path)
 
 
 def test_a_metrics_file_that_is_not_csv_on_resume(tmp_path):

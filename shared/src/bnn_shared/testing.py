@@ -18,6 +18,7 @@ __all__ = [
     "RECORD_GOLDEN_ENV",
     "assert_bad_input",
     "assert_close_rows",
+    "assert_out_dir_refused",
     "assert_rejected",
     "check_golden",
     "invalid_configs",
@@ -309,6 +310,15 @@ def assert_bad_input(main: Any, argv: list[str], root: str | Path, *needles: str
         assert needle in lines[0], (needle, lines[0])
     assert tree_state(root) == before, "a refused command created or changed files"
     return lines[0]
+
+
+def assert_out_dir_refused(main: Any, argv: list[str], root: str | Path) -> None:
+    """``--out-dir`` that is a file, and one under a file: each refused by
+    :func:`assert_bad_input` with a line naming ``--out-dir``."""
+    blocker = Path(root) / "taken"
+    blocker.write_text("not a directory")
+    for out_dir in (blocker, blocker / "run"):
+        assert_bad_input(main, [*argv, "--out-dir", str(out_dir)], root, "--out-dir")
 
 
 def torchrun(

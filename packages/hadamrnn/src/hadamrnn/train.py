@@ -28,15 +28,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", help="YAML config (configs/hadamrnn/<task>.yaml)")
     parser.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override config keys, e.g. TRAIN.LR=1e-3 TRAIN.N_EPOCHS=1",
-    )
-    parser.add_argument(
         "--device", default=None, help="overrides TRAIN.TORCH_DEVICE (auto, cpu, cuda:N)"
     )
     parser.add_argument(
