@@ -100,7 +100,7 @@ class TestOutDir:
         assert self._files(tmp_path) == before
 
     def test_not_writable(self, tmp_path, monkeypatch):
-        monkeypatch.setattr("bnn_shared.runner.os.access", lambda path, mode: False)
+        monkeypatch.setattr("bnn_shared.context.os.access", lambda path, mode: False)
         with pytest.raises(ConfigError, match="is not writable"):
             check_out_dir(tmp_path / "run")
 

@@ -9,7 +9,11 @@ never needs a compiler or a GPU):
 * :mod:`~bnn_shared.export`: bit-packed save and load of quantized weights;
 * :mod:`~bnn_shared.data`: dataset registry (``load_dataset``);
 * :mod:`~bnn_shared.tracking`: run directories, atomic metrics and checkpoints, resume;
-* :mod:`~bnn_shared.config`: dataclass configs validated on load;
+* :mod:`~bnn_shared.config`: pydantic schemas of every package's settings;
+* :mod:`~bnn_shared.registry`: the one name-to-implementation table type;
+* :mod:`~bnn_shared.runner`: the one training loop (:func:`~bnn_shared.runner.fit`), with
+  :mod:`~bnn_shared.context` (what the hooks get) and :mod:`~bnn_shared.distributed`
+  (torchrun);
 * :mod:`~bnn_shared.cli`: common command-line flags and clean error exits;
 * :mod:`~bnn_shared.ext`: loader of the compiled kernels (C++ and CUDA) with fallbacks;
 * :mod:`~bnn_shared.utils`: seeding and device parsing;
@@ -28,13 +32,17 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "cli",
     "config",
+    "context",
     "data",
     "demo",
+    "distributed",
     "errors",
     "export",
     "ext",
     "layers",
     "quantizers",
+    "registry",
+    "runner",
     "summary",
     "tracking",
     "utils",
