@@ -131,3 +131,11 @@ def test_no_rows_anywhere(tmp_path):
     (run / "results.csv").write_text(",".join(["Epoch", *ERRORS, "Train_Loss", "Test_Loss"]))
     with pytest.raises(BnnError, match="nothing to plot"):
         plot.main([str(run)])
+
+
+def test_a_results_file_that_is_not_csv_is_one_clear_error(tmp_path):
+    from bnn_shared.testing import assert_bad_input
+    from eqprop_binary.plot import main
+
+    (tmp_path / "results.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00binary")
+    assert_bad_input(main, [str(tmp_path)], tmp_path, "is not a CSV file")

@@ -70,7 +70,17 @@ def read_results(path: str | Path) -> dict[str, list[float]]:
         path = path / RESULTS
     if not path.is_file():
         raise BnnError(f"{path} does not exist; give a run's results.csv or its directory")
-    with path.open(newline="") as file:
+    try:
+        return _read_columns(path)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise BnnError(
+            f"{path} is not a CSV file ({exc}); plot reads the results.csv written by "
+            "eqprop_binary.main"
+        ) from None
+
+
+def _read_columns(path: Path) -> dict[str, list[float]]:
+    with path.open(newline="", encoding="utf-8") as file:
         reader = csv.DictReader(file)
         header = reader.fieldnames or []
         missing = [name for name in REQUIRED if name not in header]
