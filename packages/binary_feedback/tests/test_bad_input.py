@@ -86,3 +86,12 @@ def test_random_invalid_configs_are_one_line_errors(data):
     schema = data.draw(st.sampled_from([StudyAConfig, StudyBConfig]))
     config, key = data.draw(invalid_configs(schema, exclude=["hidden"]))
     assert_rejected(schema, config, key)
+
+
+def test_image_and_label_files_that_disagree(tmp_path):
+    from bnn_shared.testing import write_mnist_files
+
+    data = write_mnist_files(tmp_path / "data", train=(12, 11), test=(5, 5))
+    command = A.replace("digits", "mnist")
+    argv = shlex.split(f"{command} --data-dir {data} --out-dir {tmp_path / 'run'}")
+    assert_bad_input(main, argv, tmp_path, "12 images but 11 labels")

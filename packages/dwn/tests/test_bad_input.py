@@ -4,8 +4,6 @@ continues from the last good epoch; random invalid configs of the schema (Hypoth
 
 from __future__ import annotations
 
-import struct
-
 import pytest
 from bnn_shared.testing import (
     assert_bad_input,
@@ -13,6 +11,7 @@ from bnn_shared.testing import (
     assert_rejected,
     invalid_configs,
     metric_rows,
+    write_mnist_files,
 )
 from dwn.config import TrainConfig
 from dwn.train import main
@@ -62,24 +61,11 @@ def test_out_dir_that_cannot_be_a_run_directory(tmp_path):
     assert_out_dir_refused(main, DIGITS, tmp_path)
 
 
-def _idx(path, magic, shape):
-    """An idx file (MNIST's format) of zeros with this header."""
-    size = 1
-    for dim in shape:
-        size *= dim
-    path.write_bytes(struct.pack(">" + "I" * (1 + len(shape)), magic, *shape) + bytes(size))
-
-
 def test_image_and_label_files_that_disagree(tmp_path):
-    raw = tmp_path / "data" / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for prefix, images, labels in (("train", 12, 11), ("t10k", 5, 5)):
-        _idx(raw / f"{prefix}-images-idx3-ubyte", 2051, (images, 28, 28))
-        _idx(raw / f"{prefix}-labels-idx1-ubyte", 2049, (labels,))
-    argv = ["--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--layers", "10"]
-    argv += ["--mapping", "random"]
-    argv += ["--quiet", "--out-dir", str(tmp_path / "run")]
-    assert_bad_input(main, argv, tmp_path, "12 inputs but 11 labels")
+    data = write_mnist_files(tmp_path / "data", train=(12, 11), test=(5, 5))
+    argv = ["--dataset", "mnist", "--data-dir", str(data), "--layers", "10"]
+    argv += ["--mapping", "random", "--quiet", "--out-dir", str(tmp_path / "run")]
+    assert_bad_input(main, argv, tmp_path, "12 images but 11 labels", "--download")
 
 
 def test_nan_loss_stops_and_resume_continues(tmp_path, monkeypatch):

@@ -95,3 +95,12 @@ def _no_loss_calls(test_epoch, monkeypatch):
 def test_random_invalid_settings_are_one_line_errors(data):
     config, key = data.draw(invalid_configs(Settings, exclude=["device"]))
     assert_rejected(Settings, config, key)
+
+
+def test_image_and_label_files_that_disagree(tmp_path):
+    from bnn_shared.testing import write_mnist_files
+
+    data = write_mnist_files(tmp_path / "data", train=(12, 11), test=(5, 5))
+    command = FC.replace("digits", "mnist").replace("64 32 10", "784 32 10")
+    argv = shlex.split(f"{command} --data-dir {data} --out-dir {tmp_path / 'runs'}")
+    assert_bad_input(main, argv, tmp_path, "12 images but 11 labels")

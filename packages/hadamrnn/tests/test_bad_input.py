@@ -89,3 +89,11 @@ def test_nan_loss_stops_and_resume_continues(tmp_path, monkeypatch):
 def test_random_invalid_configs_are_one_line_errors(data):
     config, key = data.draw(invalid_configs(Config))
     assert_rejected(Config, config, key)
+
+
+def test_image_and_label_files_that_disagree(tmp_path):
+    from bnn_shared.testing import write_mnist_files
+
+    data = write_mnist_files(tmp_path / "data", train=(12, 11), test=(5, 5))
+    argv = [*BASE, "DATASET.NAME=pmnist", "--data-dir", str(data), "--out-dir", str(tmp_path / "r")]
+    assert_bad_input(main, argv, tmp_path, "12 images but 11 labels")

@@ -29,6 +29,7 @@ __all__ = [
     "skip_cuda_without_gpu",
     "torchrun",
     "tree_state",
+    "write_mnist_files",
 ]
 
 #: Device parameters: ``cpu`` always, ``cuda`` marked ``cuda`` so that it skips without a GPU
@@ -310,6 +311,22 @@ def assert_bad_input(main: Any, argv: list[str], root: str | Path, *needles: str
         assert needle in lines[0], (needle, lines[0])
     assert tree_state(root) == before, "a refused command created or changed files"
     return lines[0]
+
+
+def write_mnist_files(root: str | Path, train: tuple[int, int], test: tuple[int, int]) -> Path:
+    """Raw MNIST files of zeros under ``root/MNIST/raw``, with ``(images, labels)`` counts per
+    split (different counts make a broken download); returns ``root``."""
+    import struct
+
+    raw = Path(root) / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, (images, labels) in (("train", train), ("t10k", test)):
+        header = struct.pack(">IIII", 2051, images, 28, 28)
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(header + bytes(images * 784))
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
+            struct.pack(">II", 2049, labels) + bytes(labels)
+        )
+    return Path(root)
 
 
 def assert_out_dir_refused(main: Any, argv: list[str], root: str | Path) -> None:

@@ -59,12 +59,20 @@ def open_torchvision(
         raise missing_dataset_error(name, folder, missing=missing)
     fetch = bool(missing)
     try:
-        return make(fetch)
+        dataset = make(fetch)
     except Exception as exc:
         # Network, HTTP and archive errors while fetching, and torchvision's RuntimeError (or
         # a parse error) on broken files, all mean the same to the user: no usable files.
         what = "the download failed" if fetch else "torchvision could not read them"
         raise missing_dataset_error(name, folder, reason=f"{what}: {_short(exc)}") from exc
+    data, targets = getattr(dataset, "data", None), getattr(dataset, "targets", None)
+    if data is not None and targets is not None and len(data) != len(targets):
+        reason = (
+            f"the files disagree: {len(data)} images but {len(targets)} labels (files of "
+            "different splits or a cut download?)"
+        )
+        raise missing_dataset_error(name, folder, reason=reason)
+    return dataset
 
 
 def _short(exc: Exception, limit: int = 300) -> str:
