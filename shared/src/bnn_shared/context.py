@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -186,10 +185,6 @@ def resolve_device(spec: str | int | None) -> torch.device:
     papers' code did; an explicit ``cuda`` without a GPU stays an error."""
     text = "auto" if spec is None else str(spec).strip()
     if text.isdigit() and not torch.cuda.is_available():
-        warnings.warn(
-            f"--device {text} names a GPU, but none is available: running on the CPU",
-            stacklevel=2,
-        )
         print(
             f"warning: --device {text} names a GPU, but none is available: running on the CPU",
             file=sys.stderr,

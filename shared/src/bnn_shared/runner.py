@@ -274,8 +274,8 @@ def _run_record(settings: RunSettings, device: torch.device) -> dict[str, Any]:
 
 
 def _choose_seed(experiment: Experiment, settings: RunSettings) -> int:
-    """The config's seed; without one, the stored one on ``--resume``, else a new draw that
-    is written into the config (so ``config.yaml`` records it)."""
+    """The config's seed; without one, the stored one on ``--resume``, else a new draw (the
+    caller writes it into the config, so that ``config.yaml`` records it)."""
     if experiment.seed_key is None:
         return 0
     seed = _get(experiment.config, experiment.seed_key)
@@ -286,7 +286,6 @@ def _choose_seed(experiment: Experiment, settings: RunSettings) -> int:
             seed = _get_plain(data, experiment.seed_key)
         if seed is None:
             seed = secrets.randbelow(2**31)
-        _set(experiment.config, experiment.seed_key, int(seed))
     return int(seed)
 
 
