@@ -139,10 +139,11 @@ class Context:
         Counts the share in :attr:`samples` and weights the synchronised optimizer, as
         :meth:`batches` does."""
         size = len(tensors[0])
+        if not self.group.active:
+            self._count(size, size)
+            return tensors
         rows = self.group.shard(torch.arange(size))
         self._count(len(rows), size)
-        if not self.group.active:
-            return tensors
         return tuple(t[rows[0] : rows[-1] + 1] if len(rows) else t[:0] for t in tensors)
 
     def _count(self, local: int, size: int) -> None:
