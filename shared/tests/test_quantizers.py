@@ -51,6 +51,7 @@ def np_swish_grad(x, g, beta=5.0):
 REFERENCES = {
     "sign": (np_sign, lambda x, g: g, 1),
     "ste_sign": (np_sign, lambda x, g: g * np_mask(x), 1),
+    "tanh_sign": (np_sign, lambda x, g: g * (1 - np.tanh(x) ** 2), 1),
     "approx_sign": (np_sign, lambda x, g: g * np.where(np.abs(x) <= 1, 2 - 2 * np.abs(x), 0), 1),
     "swish_sign": (np_sign, np_swish_grad, 1),
     "magnitude_aware_sign": (
@@ -73,6 +74,7 @@ REFERENCES["dorefa_quantizer"] = REFERENCES["dorefa"]
 FUNCTIONS = {
     "sign": quantizers.sign,
     "ste_sign": quantizers.ste_sign,
+    "tanh_sign": quantizers.tanh_sign,
     "approx_sign": quantizers.approx_sign,
     "swish_sign": quantizers.swish_sign,
     "magnitude_aware_sign": quantizers.magnitude_aware_sign,
@@ -310,3 +312,67 @@ class TestRegistry:
         assert quantizers.get("half")(torch.ones(1)).item() == 0.5
         with pytest.raises(BnnError, match="already taken"):
             quantizers.register("ste_sign")(Half)
+
+
+class TestPaperConventions:
+    """The parameters that replace the packages' own copies: sign(0), windows, H(0), scales."""
+
+    @pytest.mark.parametrize("zero", [1, -1, 0])
+    @pytest.mark.parametrize("name", ["sign", "ste_sign", "tanh_sign"])
+    def test_value_at_zero(self, name, zero):
+        fn = getattr(quantizers, name)
+        y = fn(torch.tensor(GRID), zero=zero).numpy()
+        expected = np.where(GRID > 0, 1.0, np.where(GRID < 0, -1.0, float(zero)))
+        np.testing.assert_array_equal(y, expected)
+        module = quantizers.get(name, zero=zero)
+        np.testing.assert_array_equal(module(torch.tensor(GRID)).numpy(), expected)
+
+    @pytest.mark.parametrize("strict", [False, True])
+    def test_ste_sign_window(self, strict, upstream):
+        fn = lambda x: quantizers.ste_sign(x, 1.0, zero=-1, strict=strict)  # noqa: E731
+        _, grad = forward_backward(fn, GRID, upstream)
+        inside = np.abs(GRID) < 1 if strict else np.abs(GRID) <= 1
+        np.testing.assert_array_equal(grad, upstream * inside)
+
+    def test_heaviside_at_zero_and_identity_gradient(self, upstream):
+        x = torch.tensor(GRID)
+        assert quantizers.heaviside(x, zero=1).tolist() == (GRID >= 0).astype(float).tolist()
+        assert quantizers.heaviside(x).tolist() == (GRID > 0).astype(float).tolist()
+        value, grad = forward_backward(
+            lambda v: quantizers.ste_heaviside(v, None, zero=1), GRID, upstream
+        )
+        np.testing.assert_array_equal(value, (GRID >= 0).astype(float))
+        np.testing.assert_array_equal(grad, upstream)
+        ints = quantizers.ste_heaviside(torch.tensor([-2, 0, 3]), None)
+        assert ints.dtype == torch.float32 and ints.tolist() == [0.0, 0.0, 1.0]
+
+    def test_window(self):
+        x = torch.tensor(GRID)
+        np.testing.assert_array_equal(
+            quantizers.window(x, -0.5, 0.5).numpy(), ((GRID >= -0.5) & (GRID <= 0.5))
+        )
+        np.testing.assert_array_equal(
+            quantizers.window(x, -0.5, 0.5, strict=True).numpy(), np.abs(GRID) < 0.5
+        )
+
+    @pytest.mark.parametrize("zero", [2, 0.5, True])
+    def test_bad_zero(self, zero):
+        with pytest.raises(ConfigError, match="zero"):
+            quantizers.SteSign(zero=zero)
+
+    def test_uniform_with_fixed_scale(self):
+        x = torch.tensor([-3.0, -0.26, 0.0, 0.24, 0.9])
+        q = quantizers.uniform(x, bits=3, scale=1.0)  # levels k/4, k in -4..3, saturating
+        assert q.tolist() == [-1.0, -0.25, 0.0, 0.25, 0.75]
+        assert quantizers.uniform(x, bits=20, scale=0.0).tolist() == [0.0] * 5
+        with pytest.raises(ConfigError, match="1..32"):
+            quantizers.uniform(x, bits=33, scale=1.0)
+
+    def test_scaled_sign_and_mean_abs_scale(self):
+        w = torch.tensor([[0.5, -0.25], [0.0, 1.0]], dtype=torch.float64)
+        alpha = quantizers.mean_abs_scale(w)
+        assert alpha.tolist() == [0.4375]
+        per_row = quantizers.mean_abs_scale(w, per_channel=True, decimals=1)
+        assert per_row.tolist() == [0.4, 0.5]
+        assert quantizers.scaled_sign(w, per_row).tolist() == [[0.4, -0.4], [0.0, 0.5]]
+        assert quantizers.scaled_sign(w, 2.0, zero=1).tolist() == [[2.0, -2.0], [2.0, 2.0]]

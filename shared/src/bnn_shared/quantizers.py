@@ -4,9 +4,27 @@ Every quantizer exists twice: a plain function (``ste_sign(x)``) whose backward 
 pseudo-gradient, and a small :class:`Quantizer` module (``SteSign()``) that carries an integer
 ``precision`` (bits per value, read by the summary and by latent-free optimizers) and is
 registered under an alias, so that ``get("ste_sign")`` builds one. Conventions: the sign of 0
-is +1 (``sign``, ``ste_sign``, ``approx_sign``, ``swish_sign``, ``magnitude_aware_sign``);
-``ste_heaviside`` and ``ste_tern`` map 0 to 0. Pseudo-gradients multiply the upstream
-gradient ``g`` elementwise.
+is +1 by default (``sign``, ``ste_sign``, ``tanh_sign``, ``approx_sign``, ``swish_sign``,
+``magnitude_aware_sign``) and -1 or 0 where a paper's code says so (``zero=``);
+``ste_heaviside`` maps 0 to 0 by default (``zero=1`` for Heaviside with H(0) = 1) and
+``ste_tern`` maps 0 to 0. Straight-through windows are inclusive (``|x| <= clip_value``) by
+default and strict (``|x| < clip_value``) with ``strict=True``. Pseudo-gradients multiply the
+upstream gradient ``g`` elementwise.
+
+Every sign, step, straight-through and k-bit quantizer of the project's papers lives here,
+as parameters of these functions rather than as copies:
+
+======================= ==================================================================
+paper                   what it uses
+======================= ==================================================================
+binary_feedback (A, B)  ``ste_sign(zero=-1, strict=...)``, ``sign(zero=-1)``,
+                        ``tanh_sign(zero=-1)`` (sign(0) = -1 in both studies' code)
+dwn                     ``ste_heaviside(clip_value=None)`` (LUT outputs, identity gradient)
+eqprop_binary           ``heaviside(zero=1)`` with the ``window(-0.5, 0.5)`` derivative;
+                        ``scaled_sign`` / ``mean_abs_scale`` (binary weights times alpha)
+hadamrnn                ``sign`` (the Hadamard signs), ``uniform`` (k-bit U and V; with a
+                        fixed ``scale`` for post-training activation quantization)
+======================= ==================================================================
 """
 
 from __future__ import annotations
@@ -27,8 +45,14 @@ __all__ = [
     "register",
     "get",
     "available",
+    "hard_sign",
+    "heaviside",
+    "window",
+    "scaled_sign",
+    "mean_abs_scale",
     "sign",
     "ste_sign",
+    "tanh_sign",
     "approx_sign",
     "swish_sign",
     "magnitude_aware_sign",
@@ -38,6 +62,7 @@ __all__ = [
     "dorefa",
     "Sign",
     "SteSign",
+    "TanhSign",
     "ApproxSign",
     "SwishSign",
     "MagnitudeAwareSign",
@@ -67,23 +92,95 @@ class _PseudoGradient(torch.autograd.Function):
         return ctx.grad(x, g), None, None
 
 
-def _sign_value(x: Tensor) -> Tensor:
-    return 2 * (x >= 0).to(x.dtype) - 1
+_ZEROS = (1, -1, 0)
+
+
+def _check_zero(zero: Any, allowed: tuple = _ZEROS) -> int:
+    if isinstance(zero, bool) or zero not in allowed:
+        raise ConfigError(f"zero (the value at 0) must be one of {allowed}, got {zero!r}")
+    return int(zero)
+
+
+def hard_sign(x: Tensor, zero: int = 1) -> Tensor:
+    """``+1 where x > 0, -1 where x < 0`` and ``zero`` (+1, -1 or 0) at 0, in ``x``'s dtype.
+
+    The plain value, without a pseudo-gradient (autograd sees no gradient through it); the
+    quantizer functions below use it as their forward pass.
+    """
+    if zero == 1:
+        return 2 * (x >= 0).to(x.dtype) - 1
+    if zero == -1:
+        # sign(x) is in {-1, 0, 1}; shifting by -1/2 sends 0 to -1 and keeps the other signs.
+        # Two passes, the second in place: several times faster on the CPU than a comparison
+        # and a select (this runs on every binary weight at every step).
+        return torch.sign(x).sub_(0.5).sign_()
+    if zero == 0:
+        return torch.sign(x)
+    raise ConfigError(f"zero (the value at 0) must be one of {_ZEROS}, got {zero!r}")
+
+
+def heaviside(x: Tensor, zero: int = 0) -> Tensor:
+    """``1 where x > 0, 0 where x < 0`` and ``zero`` (0 or 1) at 0, in ``x``'s dtype (float32
+    for an integer ``x``); no pseudo-gradient."""
+    dtype = x.dtype if x.is_floating_point() else torch.float32
+    if zero == 1:
+        return (x >= 0).to(dtype)
+    if zero == 0:
+        return (x > 0).to(dtype)
+    raise ConfigError(f"zero (the value at 0) must be 0 or 1, got {zero!r}")
+
+
+def window(x: Tensor, low: float = -1.0, high: float = 1.0, *, strict: bool = False) -> Tensor:
+    """The straight-through window ``1(low <= x <= high)`` (``low < x < high`` when ``strict``)
+    in ``x``'s dtype: the derivative a pseudo-gradient multiplies by."""
+    if strict:
+        return ((x > low) & (x < high)).to(x.dtype)
+    return ((x >= low) & (x <= high)).to(x.dtype)
+
+
+def mean_abs_scale(x: Tensor, per_channel: bool = False, decimals: int | None = None) -> Tensor:
+    """XNOR-Net's scale ``alpha = mean(|x|)``, one for the tensor (shape ``(1,)``) or one per
+    output channel (dim 0), optionally rounded to ``decimals`` (EP's init rounds to 4).
+
+    Computed row by row as ``sum(|row|) / numel`` in ``x``'s dtype, as EP's reference does."""
+    rows = x.reshape(x.shape[0], -1) if per_channel else x.reshape(1, -1)
+    values = [(row.abs().sum() / row.numel()).item() for row in rows]
+    if decimals is not None:
+        values = [round(value, decimals) for value in values]
+    return torch.tensor(values, dtype=x.dtype)
+
+
+def scaled_sign(x: Tensor, scale: Tensor | float, zero: int = 0) -> Tensor:
+    """Binary weights times a scale: ``hard_sign(x, zero) * scale`` (XNOR-Net, binary EP).
+
+    ``scale`` is a number, a 0-d tensor, or one value per output channel (dim 0); EP's
+    weights keep ``torch.sign``'s 0 at 0 (``zero=0``), which a trained weight never holds.
+    """
+    values = hard_sign(x, zero)
+    if isinstance(scale, Tensor) and scale.dim() == 1 and scale.numel() > 1:
+        scale = scale.reshape((-1,) + (1,) * (x.dim() - 1))
+    return values * scale
 
 
 def _identity_grad(x: Tensor, g: Tensor) -> Tensor:
     return g
 
 
-def _clipped_grad(clip_value: float | None) -> GradFn:
+def _clipped_grad(clip_value: float | None, strict: bool = False) -> GradFn:
     if clip_value is None:
         return _identity_grad
-    return lambda x, g: g * (x.abs() <= clip_value).to(g.dtype)
+    if strict:  # hardtanh's backward is exactly g * 1(-c < x < c), in one fused pass
+        return lambda x, g: torch.ops.aten.hardtanh_backward(g, x, -clip_value, clip_value)
+    return lambda x, g: g.masked_fill(x.abs() > clip_value, 0.0)
 
 
-def _check_bits(bits: Any, name: str = "bits") -> int:
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
-        raise ConfigError(f"{name} must be an integer in 1..16, got {bits!r}")
+def _tanh_grad(x: Tensor, g: Tensor) -> Tensor:
+    return g * (1 - torch.tanh(x) ** 2)
+
+
+def _check_bits(bits: Any, name: str = "bits", high: int = 16) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= high:
+        raise ConfigError(f"{name} must be an integer in 1..{high}, got {bits!r}")
     return bits
 
 
@@ -95,30 +192,51 @@ def _check_clip(clip_value: Any) -> float | None:
     return float(clip_value)
 
 
+def _sign_of(zero: int) -> Callable[[Tensor], Tensor]:
+    _check_zero(zero)
+    return lambda v: hard_sign(v, zero)
+
+
 # ---------------------------------------------------------------------------- functions
 
 
-def sign(x: Tensor) -> Tensor:
+def sign(x: Tensor, zero: int = 1) -> Tensor:
     """Sign with an identity gradient.
 
-    Forward ``q = +1 if x >= 0 else -1`` (sign(0) = +1); gradient ``g`` (identity).
+    Forward ``q = +1 if x > 0, -1 if x < 0`` and ``zero`` at 0 (default +1; binary_feedback's
+    studies use -1); gradient ``g`` (identity).
     """
-    return _PseudoGradient.apply(x, _sign_value, _identity_grad)
+    return _PseudoGradient.apply(x, _sign_of(zero), _identity_grad)
 
 
-def ste_sign(x: Tensor, clip_value: float | None = 1.0) -> Tensor:
+def ste_sign(
+    x: Tensor, clip_value: float | None = 1.0, *, zero: int = 1, strict: bool = False
+) -> Tensor:
     """Sign with the clipped straight-through estimator (BinaryNet).
 
-    Forward ``q = +1 if x >= 0 else -1`` (sign(0) = +1); gradient ``g * 1(|x| <= clip_value)``.
+    Forward ``q = +1 if x > 0, -1 if x < 0``, ``zero`` at 0 (default +1); gradient
+    ``g * 1(|x| <= clip_value)``, or ``g * 1(|x| < clip_value)`` when ``strict``.
 
     Args:
         x: input tensor.
-        clip_value: gradient is zero where ``|x| > clip_value``; None gives the plain
-            identity gradient. Default 1.0.
+        clip_value: gradient is zero outside the window; None gives the plain identity
+            gradient. Default 1.0.
+        zero: the value at 0: +1, -1 or 0. Default +1.
+        strict: open window (zero gradient at ``|x| = clip_value``; binary_feedback study A's
+            ``signsat``). Default False.
 
     References: Courbariaux, Hubara et al., "Binarized Neural Networks", arXiv 1602.02830.
     """
-    return _PseudoGradient.apply(x, _sign_value, _clipped_grad(clip_value))
+    return _PseudoGradient.apply(x, _sign_of(zero), _clipped_grad(clip_value, strict))
+
+
+def tanh_sign(x: Tensor, zero: int = 1) -> Tensor:
+    """Sign with the derivative of tanh as pseudo-gradient.
+
+    Forward as :func:`sign` (``zero`` at 0, default +1); gradient ``g * (1 - tanh(x)^2)``
+    (binary_feedback study A's ``signtanh``).
+    """
+    return _PseudoGradient.apply(x, _sign_of(zero), _tanh_grad)
 
 
 def _approx_sign_grad(x: Tensor, g: Tensor) -> Tensor:
@@ -134,7 +252,7 @@ def approx_sign(x: Tensor) -> Tensor:
 
     References: Liu et al., "Bi-Real Net", arXiv 1808.00278.
     """
-    return _PseudoGradient.apply(x, _sign_value, _approx_sign_grad)
+    return _PseudoGradient.apply(x, _sign_of(1), _approx_sign_grad)
 
 
 def swish_sign(x: Tensor, beta: float = 5.0) -> Tensor:
@@ -154,7 +272,7 @@ def swish_sign(x: Tensor, beta: float = 5.0) -> Tensor:
         bx = beta * x
         return g * beta * (2 - bx * torch.tanh(bx / 2)) / (1 + torch.cosh(bx))
 
-    return _PseudoGradient.apply(x, _sign_value, grad)
+    return _PseudoGradient.apply(x, _sign_of(1), grad)
 
 
 def _channel_mean_abs(x: Tensor) -> Tensor:
@@ -180,19 +298,28 @@ def magnitude_aware_sign(x: Tensor, clip_value: float | None = 1.0) -> Tensor:
     return ste_sign(x, clip_value) * _channel_mean_abs(x).detach()
 
 
-def ste_heaviside(x: Tensor, clip_value: float | None = 1.0) -> Tensor:
+def ste_heaviside(
+    x: Tensor, clip_value: float | None = 1.0, *, zero: int = 0, strict: bool = False
+) -> Tensor:
     """Heaviside step {0, 1} with the clipped straight-through estimator.
 
-    Forward ``q = 1 if x > 0 else 0`` (value at 0 is 0); gradient ``g * 1(|x| <= clip_value)``.
+    Forward ``q = 1 if x > 0, 0 if x < 0`` and ``zero`` (0 or 1) at 0; the output has ``x``'s
+    dtype, float32 for an integer ``x``. Gradient ``g * 1(|x| <= clip_value)`` (``<`` when
+    ``strict``), or ``g`` unchanged with ``clip_value=None`` (DWN's LUT outputs).
 
     Args:
         x: input tensor.
         clip_value: as in :func:`ste_sign`. Default 1.0.
+        zero: value at 0, 0 or 1. Default 0.
+        strict: open window. Default False.
 
     References: Bengio et al., "Estimating or Propagating Gradients Through Stochastic
     Neurons", arXiv 1308.3432.
     """
-    return _PseudoGradient.apply(x, lambda v: (v > 0).to(v.dtype), _clipped_grad(clip_value))
+    _check_zero(zero, (0, 1))
+    return _PseudoGradient.apply(
+        x, lambda v: heaviside(v, zero), _clipped_grad(clip_value, strict)
+    )
 
 
 def ste_tern(
@@ -223,7 +350,7 @@ def ste_tern(
     return _PseudoGradient.apply(x, value, _clipped_grad(clip_value))
 
 
-def uniform(x: Tensor, bits: int = 4) -> Tensor:
+def uniform(x: Tensor, bits: int = 4, scale: Tensor | float | None = None) -> Tensor:
     """HadamRNN's per-tensor symmetric uniform quantizer with an identity gradient.
 
     Forward: ``alpha = max(|min x|, |max x|)`` (detached; 1 when it is 0), ``c = 2**(bits-1)``,
@@ -233,24 +360,34 @@ def uniform(x: Tensor, bits: int = 4) -> Tensor:
     {-alpha, 0, +alpha} (2 bits of storage). Gradient ``g`` (identity, no clipping mask, nothing
     to alpha). Sign of 0: q(0) = 0.
 
+    With a fixed ``scale`` (post-training quantization of activations, calibrated on data) the
+    forward uses ``alpha = scale`` instead of the tensor's max-abs (values beyond it saturate;
+    a scale of 0 gives zeros), and ``bits`` may go up to 32.
+
     Args:
         x: input tensor, usually a weight.
-        bits: bit width, an integer in 1..16. Default 4.
+        bits: bit width, an integer in 1..16 (1..32 with ``scale``). Default 4.
+        scale: fixed alpha, or None for the max-abs rule. Default None.
 
     Raises:
-        ConfigError: ``bits`` is not an integer in 1..16.
+        ConfigError: ``bits`` is not an integer in 1..16 (1..32 with ``scale``).
 
     References: Foucault, Malgouyres, Mamalet, "HadamRNN: Binary and Sparse Ternary
     Orthogonal RNNs", ICLR 2025, arXiv 2502.00047.
     """
-    c = 2 ** (_check_bits(bits) - 1)
+    c = 2 ** (_check_bits(bits, high=16 if scale is None else 32) - 1)
     high = 1 if bits == 1 else c - 1
 
     def value(v: Tensor) -> Tensor:
         if v.numel() == 0:
             return v.clone()
-        alpha = v.abs().max()
-        alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
+        if scale is not None:
+            alpha = torch.as_tensor(scale).to(v.device, v.dtype)
+            if float(alpha) == 0:
+                return torch.zeros_like(v)
+        else:
+            alpha = v.abs().max()
+            alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
         return torch.clamp(torch.round(v * c / alpha), -c, high) * alpha / c
 
     return _PseudoGradient.apply(x, value, _identity_grad)
@@ -401,12 +538,20 @@ def get(identifier: Any, **kwargs: Any) -> Quantizer | None:
 
 @register("sign")
 class Sign(Quantizer):
-    """Module form of :func:`sign` (identity gradient); precision 1."""
+    """Module form of :func:`sign` (identity gradient); precision 1.
+
+    Args:
+        zero: the value at 0: +1, -1 or 0. Default +1.
+    """
 
     precision = 1
 
+    def __init__(self, zero: int = 1) -> None:
+        super().__init__()
+        self.zero = _check_zero(zero)
+
     def forward(self, x: Tensor) -> Tensor:
-        return sign(x)
+        return sign(x, self.zero)
 
 
 @register("ste_sign")
@@ -414,17 +559,39 @@ class SteSign(Quantizer):
     """Module form of :func:`ste_sign`; precision 1.
 
     Args:
-        clip_value: gradient is zero where ``|x| > clip_value``; None: identity. Default 1.0.
+        clip_value: gradient is zero outside the window; None: identity. Default 1.0.
+        zero: the value at 0: +1, -1 or 0. Default +1.
+        strict: open window ``|x| < clip_value``. Default False.
     """
 
     precision = 1
 
-    def __init__(self, clip_value: float | None = 1.0) -> None:
+    def __init__(self, clip_value: float | None = 1.0, zero: int = 1, strict: bool = False):
         super().__init__()
         self.clip_value = _check_clip(clip_value)
+        self.zero = _check_zero(zero)
+        self.strict = bool(strict)
 
     def forward(self, x: Tensor) -> Tensor:
-        return ste_sign(x, self.clip_value)
+        return ste_sign(x, self.clip_value, zero=self.zero, strict=self.strict)
+
+
+@register("tanh_sign")
+class TanhSign(Quantizer):
+    """Module form of :func:`tanh_sign` (tanh-derivative pseudo-gradient); precision 1.
+
+    Args:
+        zero: the value at 0: +1, -1 or 0. Default +1.
+    """
+
+    precision = 1
+
+    def __init__(self, zero: int = 1) -> None:
+        super().__init__()
+        self.zero = _check_zero(zero)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return tanh_sign(x, self.zero)
 
 
 @register("approx_sign")
@@ -478,17 +645,21 @@ class SteHeaviside(Quantizer):
     """Module form of :func:`ste_heaviside` ({0, 1}); precision 1.
 
     Args:
-        clip_value: as in :class:`SteSign`. Default 1.0.
+        clip_value: as in :class:`SteSign`; None for the identity gradient. Default 1.0.
+        zero: the value at 0, 0 or 1. Default 0.
+        strict: open window. Default False.
     """
 
     precision = 1
 
-    def __init__(self, clip_value: float | None = 1.0) -> None:
+    def __init__(self, clip_value: float | None = 1.0, zero: int = 0, strict: bool = False):
         super().__init__()
         self.clip_value = _check_clip(clip_value)
+        self.zero = _check_zero(zero, (0, 1))
+        self.strict = bool(strict)
 
     def forward(self, x: Tensor) -> Tensor:
-        return ste_heaviside(x, self.clip_value)
+        return ste_heaviside(x, self.clip_value, zero=self.zero, strict=self.strict)
 
 
 @register("ste_tern")
