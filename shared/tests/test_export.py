@@ -187,7 +187,7 @@ class TestFiles:
     def test_not_an_export(self, tmp_path):
         path = tmp_path / "plain.pt"
         torch.save({"weight": torch.zeros(2)}, path)
-        with pytest.raises(CheckpointError, match="not a binary export"):
+        with pytest.raises(CheckpointError, match="not a packed model"):
             load_binary(path)
 
     def test_wrong_shape(self, tmp_path):

@@ -190,7 +190,7 @@ def _fit(
         )
         ctx._synced.append(experiment.optimizer)
     epochs = experiment.epochs
-    config = {**to_dict(experiment.config), "run": _run_record(settings, device)}
+    config = {**to_dict(experiment.config), "run": _run_record(settings, device, experiment)}
     ignored = (
         DEFAULT_RESUME_IGNORED_KEYS
         | {"run", experiment.epochs_key}
@@ -269,8 +269,13 @@ def _defaults(config: BaseModel) -> dict[str, Any] | None:
         return None
 
 
-def _run_record(settings: RunSettings, device: torch.device) -> dict[str, Any]:
-    return {"device": str(device), "data_dir": settings.data_dir}
+def _run_record(
+    settings: RunSettings, device: torch.device, experiment: Experiment
+) -> dict[str, Any]:
+    """The run's environment; ``package`` (the experiment's top-level package) tells
+    ``python -m bnn_shared.export`` which package rebuilds the model."""
+    package = type(experiment).__module__.split(".")[0]
+    return {"device": str(device), "data_dir": settings.data_dir, "package": package}
 
 
 def _choose_seed(experiment: Experiment, settings: RunSettings) -> int:

@@ -15,10 +15,19 @@ input precision and its weight precision. Memory is counted in KiB (1 KiB = 8 x 
 Like larq, the summary models deployment cost, not the memory of the training graph: the
 latent float weights the optimizer updates are not counted twice.
 
-Custom layers can describe themselves with two optional methods:
+Where the bit-widths come from, for a layer's own parameters:
 
-* ``param_precisions() -> dict[str, int]``: bit-width of their own parameters by name;
-* ``summary_macs(inputs, output) -> list[tuple[int, int]]``: ``(precision, count)`` pairs.
+* ``param_precisions() -> dict[str, int]`` of the layer, when it defines one (bit-width of
+  its own parameters and buffers-turned-parameters by name);
+* its ``kernel_quantizer``'s ``precision`` for ``weight`` (the core's quant layers), or its
+  ``weight_precision`` attribute (any layer that exposes ``quantized_weight()``);
+* a ``torch.nn.utils.parametrize`` parametrization of ``weight`` that is a quantizer: the
+  parametrized layer is listed with its latent ``weight`` at the quantizer's precision.
+
+``summary_macs(inputs, output) -> list[tuple[int, int]]`` (``(precision, count)`` pairs) lets
+a layer count its own operations. A layer with parameters that the forward pass does not call
+(a network that reads its weight matrices directly, as EP's relaxation does) is still listed,
+with its parameters and without output shape or MACs.
 """
 
 from __future__ import annotations
@@ -198,9 +207,11 @@ def summary(
     owned = _owned_quantizers(model)
     records: dict[str, LayerStats] = {}
     handles = []
+    reported = []
     for name, module in model.named_modules():
         if id(module) in owned or not _is_reported(module):
             continue
+        reported.append((name or "model", module))
         handles.append(module.register_forward_hook(_hook(name or "model", module, records)))
     was_training = model.training
     model.eval()
@@ -216,7 +227,12 @@ def summary(
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    layers = _dedupe_shared_params(list(records.values()), model, owned)
+    for name, module in reported:  # layers the forward pass did not call: parameters only
+        if name not in records and _own_parameters(module):
+            records[name] = _layer_stats(name, module, None)
+    order = {name: index for index, (name, _) in enumerate(reported)}
+    called = sorted(records.values(), key=lambda stats: order.get(stats.name, len(order)))
+    layers = _dedupe_shared_params(called, model, owned)
     result = ModelSummary(type(model).__name__, layers)
     if print_fn is not None:
         print_fn(str(result))
@@ -251,26 +267,43 @@ def _make_inputs(model, input_size, input_data, dtypes, batch_size) -> list[torc
 
 
 def _owned_quantizers(model: nn.Module) -> set[int]:
+    """Modules that belong to a layer's cost: its quantizers and parametrizations."""
     owned = set()
     for module in model.modules():
-        for attr in ("input_quantizer", "kernel_quantizer"):
+        for attr in ("input_quantizer", "kernel_quantizer", "parametrizations"):
             quantizer = getattr(module, attr, None)
             if isinstance(quantizer, nn.Module):
                 owned.update(id(m) for m in quantizer.modules())
     return owned
 
 
+def _own_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The layer's own parameters, a parametrized tensor's latent ``original`` under the
+    parametrized name (``weight``)."""
+    params = list(module.named_parameters(recurse=False))
+    for tensor_name, chain in getattr(module, "parametrizations", {}).items():
+        params += [(tensor_name, p) for p in chain.parameters(recurse=False)]
+    return params
+
+
 def _is_reported(module: nn.Module) -> bool:
     is_leaf = next(module.children(), None) is None
-    has_own_params = next(module.parameters(recurse=False), None) is not None
+    has_own_params = bool(_own_parameters(module))
     return is_leaf or has_own_params or hasattr(module, "param_precisions")
 
 
 def _param_precisions(module: nn.Module) -> dict[str, int]:
     declared = dict(module.param_precisions()) if hasattr(module, "param_precisions") else {}
     kernel = getattr(module, "kernel_quantizer", None)
-    if isinstance(kernel, Quantizer) and "weight" not in declared:
-        declared["weight"] = int(kernel.precision)
+    if "weight" not in declared:
+        if isinstance(kernel, Quantizer):
+            declared["weight"] = int(kernel.precision)
+        elif isinstance(getattr(module, "weight_precision", None), int):
+            declared["weight"] = int(module.weight_precision)
+    for tensor_name, chain in getattr(module, "parametrizations", {}).items():
+        found = [p for p in chain if isinstance(p, Quantizer)]
+        if found and tensor_name not in declared:
+            declared[tensor_name] = int(found[-1].precision)
     return declared
 
 
@@ -283,18 +316,24 @@ def _input_precision(module: nn.Module) -> int | None:
     return None
 
 
+def _layer_stats(name: str, module: nn.Module, shape: tuple[int, ...] | None) -> LayerStats:
+    stats = LayerStats(name, type(module).__name__, _input_precision(module), shape)
+    precisions = _param_precisions(module)
+    for pname, param in _own_parameters(module):
+        bits = precisions.get(pname, 32)
+        stats.params[bits] = stats.params.get(bits, 0) + param.numel()
+        stats.trainable += param.numel() if param.requires_grad else 0
+    return stats
+
+
 def _hook(name: str, module: nn.Module, records: dict[str, LayerStats]):
     def record(mod, inputs, output):
         if name in records:  # a module called twice (weight sharing over time) is listed once
             return
         out = output[0] if isinstance(output, (tuple, list)) else output
         shape = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else None
-        stats = LayerStats(name, type(mod).__name__, _input_precision(mod), shape)
+        stats = _layer_stats(name, mod, shape)
         precisions = _param_precisions(mod)
-        for pname, param in mod.named_parameters(recurse=False):
-            bits = precisions.get(pname, 32)
-            stats.params[bits] = stats.params.get(bits, 0) + param.numel()
-            stats.trainable += param.numel() if param.requires_grad else 0
         for precision, count in _macs(mod, inputs, out, stats.input_precision, precisions):
             stats.macs[precision] = stats.macs.get(precision, 0) + count
         records[name] = stats
@@ -325,7 +364,7 @@ def _dedupe_shared_params(layers, model, owned) -> list[LayerStats]:
         if module is None:
             continue
         precisions = _param_precisions(module)
-        for pname, param in module.named_parameters(recurse=False):
+        for pname, param in _own_parameters(module):
             if id(param) in seen:
                 bits = precisions.get(pname, 32)
                 stats.params[bits] -= param.numel()
