@@ -187,3 +187,34 @@ class TestClipWeights:
     def test_bad_clip_value(self):
         with pytest.raises(ConfigError):
             clip_weights_(QuantLinear(2, 2, kernel_quantizer="ste_sign"), clip_value=0)
+
+
+class TestClipWeightsSelect:
+    def test_parametrized_quantized_weight_is_clipped(self):
+        from torch.nn.utils import parametrize
+
+        layer = nn.Linear(3, 2)
+        with torch.no_grad():
+            layer.weight.fill_(3.0)
+        parametrize.register_parametrization(layer, "weight", quantizers.SteSign())
+        plain = nn.Linear(3, 2)
+        with torch.no_grad():
+            plain.weight.fill_(3.0)
+        model = nn.Sequential(layer, plain)
+        clip_weights_(model, 1.5)
+        assert layer.parametrizations.weight.original.max().item() == 1.5
+        assert plain.weight.max().item() == 3.0  # a float layer is not clipped by default
+
+    def test_select_picks_the_layers(self):
+        model = nn.Sequential(nn.Linear(3, 2), QuantLinear(2, 2, kernel_quantizer="ste_sign"))
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(-4.0)
+        clip_weights_(model, 2.0, select=lambda m: isinstance(m, nn.Linear))
+        assert model[0].weight.min().item() == -2.0 and model[1].weight.min().item() == -2.0
+        assert model[0].bias.min().item() == -4.0  # biases are never clipped
+
+    @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
+    def test_bad_clip_value(self, bad):
+        with pytest.raises(ConfigError, match="clip_value"):
+            clip_weights_(nn.Linear(2, 2), bad)

@@ -21,7 +21,14 @@ from . import quantizers
 from .errors import ConfigError
 from .quantizers import Quantizer
 
-__all__ = ["QuantLayerMixin", "QuantLinear", "QuantConv1d", "QuantConv2d", "clip_weights_"]
+__all__ = [
+    "QuantLayerMixin",
+    "QuantLinear",
+    "QuantConv1d",
+    "QuantConv2d",
+    "clip_weights_",
+    "latent_weight",
+]
 
 #: What ``input_quantizer`` / ``kernel_quantizer`` accept: anything :func:`quantizers.get` takes.
 QuantizerLike = str | Quantizer | type[Quantizer] | Callable[[Tensor], Tensor] | None
@@ -59,6 +66,12 @@ class QuantLayerMixin:
     def kernel_precision(self) -> int:
         """Bits per weight value: the kernel quantizer's ``precision``, 32 without one."""
         return 32 if self.kernel_quantizer is None else int(self.kernel_quantizer.precision)
+
+    @property
+    def weight_precision(self) -> int:
+        """Bits per value of :meth:`quantized_weight` (the name every quantized layer of the
+        project uses; equal to :attr:`kernel_precision`)."""
+        return self.kernel_precision
 
     @property
     def input_precision(self) -> int:
@@ -242,30 +255,58 @@ class QuantConv1d(_QuantConvMixin, nn.Conv1d):
         self._init_conv(input_quantizer, kernel_quantizer, pad_values)
 
 
-def clip_weights_(module: nn.Module, clip_value: float = 1.0) -> nn.Module:
+def latent_weight(module: nn.Module) -> Tensor:
+    """The float weight the optimizer updates: ``parametrizations.weight.original`` for a
+    parametrized weight, ``weight`` otherwise."""
+    chain = getattr(getattr(module, "parametrizations", None), "weight", None)
+    return chain.original if chain is not None else module.weight
+
+
+def _has_latent_quantized_weight(module: nn.Module) -> bool:
+    """A quant layer with a kernel quantizer other than NoOp, or a weight parametrized by a
+    quantizer: a layer whose ``weight`` is a latent float weight."""
+    if isinstance(module, QuantLayerMixin):
+        quantizer = module.kernel_quantizer
+        return quantizer is not None and not isinstance(quantizer, quantizers.NoOp)
+    chain = getattr(getattr(module, "parametrizations", None), "weight", None)
+    return chain is not None and any(isinstance(p, Quantizer) for p in chain)
+
+
+def clip_weights_(
+    module: nn.Module,
+    clip_value: float = 1.0,
+    *,
+    select: Callable[[nn.Module], bool] | None = None,
+) -> nn.Module:
     """Clamp in place to [-clip_value, clip_value] the latent weights of quantized layers.
 
     larq's ``weight_clip`` constraint: call it after each optimizer step so that latent
-    weights stay where the clipped pseudo-gradients are non-zero. Touches every quant layer of
-    ``module`` (itself included) that has a kernel quantizer, except :class:`NoOp` ones, whose
-    weights are already quantized values rather than latent weights. Runs under no_grad.
+    weights stay where the clipped pseudo-gradients are non-zero. By default it touches every
+    layer of ``module`` (itself included) whose weight is latent: a quant layer with a kernel
+    quantizer other than :class:`NoOp` (whose weights are already quantized values), or a
+    weight parametrized by a quantizer (``torch.nn.utils.parametrize``; its
+    ``parametrizations.weight.original`` is clamped). ``select`` chooses the layers instead,
+    e.g. ``lambda m: isinstance(m, nn.Linear)`` to clip float weights too (binary_feedback's
+    study A). Biases are never clipped. Runs under no_grad, one fused clamp over all weights.
 
     Args:
-        module: a quant layer or a model containing some.
+        module: a layer or a model containing some.
         clip_value: positive bound. Default 1.0.
+        select: ``select(layer) -> bool`` picks the layers to clip. Default: layers with a
+            latent quantized weight (above).
 
     Returns:
         ``module``, for chaining.
+
+    Raises:
+        ConfigError: ``clip_value`` is not positive.
     """
-    if clip_value <= 0:
+    if not clip_value > 0:
         raise ConfigError(f"clip_value must be positive, got {clip_value!r}")
-    with torch.no_grad():
-        for layer in module.modules():
-            if not isinstance(layer, QuantLayerMixin):
-                continue
-            if layer.kernel_quantizer is None or isinstance(
-                layer.kernel_quantizer, quantizers.NoOp
-            ):
-                continue
-            layer.weight.clamp_(-clip_value, clip_value)
+    chosen = _has_latent_quantized_weight if select is None else select
+    weights = [latent_weight(layer) for layer in module.modules() if chosen(layer)]
+    if weights:
+        with torch.no_grad():
+            torch._foreach_clamp_min_(weights, -clip_value)
+            torch._foreach_clamp_max_(weights, clip_value)
     return module
