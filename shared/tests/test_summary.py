@@ -112,3 +112,36 @@ class TestSnapshot:
         model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
         text = str(summary(model, (1, 8, 8), print_fn=None))
         assert_matches_snapshot(text, "summary_float_mlp.txt")
+
+
+class TestOtherQuantizedLayers:
+    def test_parametrized_weight_counts_at_the_quantizer_precision(self):
+        from bnn_shared import quantizers
+        from torch.nn.utils import parametrize
+
+        model = nn.Sequential(nn.Linear(8, 4), nn.Linear(4, 2))
+        parametrize.register_parametrization(model[0], "weight", quantizers.SteSign(zero=-1))
+        stats = summary(model, (8,), print_fn=None)
+        assert stats.params == {1: 32, 32: 4 + 8 + 2}
+        assert [layer.name for layer in stats.layers] == ["0", "1"]
+        assert stats.layers[0].macs == {32: 32}  # float inputs: 32-bit MACs
+
+    def test_weight_precision_attribute(self):
+        layer = nn.Linear(8, 4, bias=False)
+        layer.weight_precision = 2
+        stats = summary(nn.Sequential(layer), (8,), print_fn=None)
+        assert stats.params == {2: 32} and stats.memory_bytes == 8
+
+    def test_layers_the_forward_pass_does_not_call_are_listed(self):
+        class Reads(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.W = nn.ModuleList([nn.Linear(6, 3), nn.Linear(3, 2)])
+
+            def forward(self, x):
+                return x @ self.W[0].weight.t() @ self.W[1].weight.t()
+
+        stats = summary(Reads(), (6,), print_fn=None)
+        assert [layer.name for layer in stats.layers] == ["W.0", "W.1"]
+        assert stats.total_params == 18 + 3 + 6 + 2 and stats.total_macs == 0
+        assert stats.layers[0].output_shape is None
