@@ -2,47 +2,32 @@
 
 Each entry holds ``rho`` (what a neuron's state becomes, or sends), its straight-through
 derivative ``rhop`` and the interval where ``rhop`` is 1 (the networks skip the ``rhop``
-gate when the states, which lie in [0, 1], never leave that interval).
+gate when the states, which lie in [0, 1], never leave that interval). The step and the
+windows are the core's (:mod:`bnn_shared.quantizers`):
+
+* ``hardsigm``: ``rho = clamp(x, 0, 1)``, ``rhop = quantizers.window(x, 0, 1)``;
+* ``heaviside``: ``rho = quantizers.heaviside(x, zero=1)`` (H(0) = 1),
+  ``rhop = quantizers.window(x, -0.5, 0.5)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 import torch
+from bnn_shared import quantizers
 from bnn_shared.registry import Registry
 
-__all__ = [
-    "ACTIVATIONS",
-    "Activation",
-    "hardsigm",
-    "hardsigm_prime",
-    "heaviside",
-    "heaviside_prime",
-]
+__all__ = ["ACTIVATIONS", "Activation", "hardsigm"]
 
 Tensor = torch.Tensor
 
 
 def hardsigm(x: Tensor) -> Tensor:
-    """``clamp(x, 0, 1)``."""
+    """``clamp(x, 0, 1)`` (a clamp, not a step: the bin_W networks' activation)."""
     return x.clamp(0, 1)
-
-
-def hardsigm_prime(x: Tensor) -> Tensor:
-    """1 where 0 <= x <= 1, else 0."""
-    return ((x >= 0) & (x <= 1)).to(x.dtype)
-
-
-def heaviside(x: Tensor) -> Tensor:
-    """1 where x >= 0 (x = 0 maps to 1), else 0."""
-    return (x >= 0).to(x.dtype)
-
-
-def heaviside_prime(x: Tensor) -> Tensor:
-    """The straight-through window: 1 where -0.5 <= x <= 0.5."""
-    return ((x >= -0.5) & (x <= 0.5)).to(x.dtype)
 
 
 class Activation(NamedTuple):
@@ -55,5 +40,14 @@ class Activation(NamedTuple):
 
 #: activation name -> :class:`Activation`
 ACTIVATIONS: Registry[Activation] = Registry("activation", flag="--activationFun")
-ACTIVATIONS.register("hardsigm", Activation(hardsigm, hardsigm_prime, (0.0, 1.0)))
-ACTIVATIONS.register("heaviside", Activation(heaviside, heaviside_prime, (-0.5, 0.5)))
+ACTIVATIONS.register(
+    "hardsigm", Activation(hardsigm, partial(quantizers.window, low=0.0, high=1.0), (0.0, 1.0))
+)
+ACTIVATIONS.register(
+    "heaviside",
+    Activation(
+        partial(quantizers.heaviside, zero=1),
+        partial(quantizers.window, low=-0.5, high=0.5),
+        (-0.5, 0.5),
+    ),
+)

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from bnn_shared import quantizers
 from bnn_shared.errors import ShapeError
 from torch import nn
 
-from .dynamics import Context, EPNetwork, State, binarize_init_, leak
+from .dynamics import (
+    Context,
+    EPNetwork,
+    State,
+    binarize_init_,
+    binary_conv2d,
+    binary_linear,
+    leak,
+)
 from .settings import Settings
 
 __all__ = ["ConvNetwork", "NetworkConvBinW", "NetworkConvBinWN"]
@@ -58,7 +67,10 @@ class ConvNetwork(EPNetwork):
         conv_alpha = []
         with torch.no_grad():
             for j in range(n_conv):
-                self.conv.append(nn.Conv2d(self.channels[j + 1], self.channels[j], k, padding=P))
+                binary_input = self.binary and j < n_conv - 1  # not the image
+                self.conv.append(
+                    binary_conv2d(self.channels[j + 1], self.channels[j], k, P, binary_input)
+                )
                 conv_alpha.append(binarize_init_(self.conv[-1].weight, per_channel=True))
                 if self.binary:
                     nn.init.zeros_(self.conv[-1].bias)
@@ -66,13 +78,15 @@ class ConvNetwork(EPNetwork):
             self.sizes = [*reversed(cfg.layersList), flat]  # classifier, output first
             fc_alpha = []
             for i in range(len(self.sizes) - 1):
-                self.fc.append(nn.Linear(self.sizes[i + 1], self.sizes[i]))
+                self.fc.append(binary_linear(self.sizes[i + 1], self.sizes[i], self.binary))
                 fc_alpha.append(binarize_init_(self.fc[-1].weight, per_channel=False)[0])
                 if self.binary:
                     nn.init.zeros_(self.fc[-1].bias)
-        self.register_buffer("fc_alpha", torch.stack(fc_alpha))
+        # parameters that autograd does not train (learnt, if at all, by the EP rule), so
+        # that the bit-aware summary counts them (float32)
+        self.fc_alpha = nn.Parameter(torch.stack(fc_alpha), requires_grad=False)
         for j, a in enumerate(conv_alpha):
-            self.register_buffer(f"conv_alpha_{j}", a)
+            self.register_parameter(f"conv_alpha_{j}", nn.Parameter(a, requires_grad=False))
         self.make_optimizers()
 
     @property
@@ -100,8 +114,19 @@ class ConvNetwork(EPNetwork):
         for i, (layer, grad) in enumerate(zip(self.weight_layers(), grads, strict=True)):
             alphas = self.alpha_of(i)  # one value (classifier) or one per output channel
             alphas += lrs[i] * grad
-            shape = (-1,) + (1,) * (layer.weight.dim() - 1) if i >= len(self.fc) else ()
-            layer.weight.sign_().mul_(alphas.reshape(shape) if shape else alphas[0])
+            layer.weight.copy_(quantizers.scaled_sign(layer.weight, alphas, zero=0))
+
+    def layer_macs(self) -> list[int]:
+        fc = [lin.weight.numel() for lin in self.fc]
+        conv = [c.weight.numel() * n * n for c, n in zip(self.conv, self.conv_sizes, strict=True)]
+        return fc + conv
+
+    def convolve(self, j: int, x: Tensor) -> Tensor:
+        """conv ``j`` (top first) of ``x``, reading the layer's binary weight directly (as
+        its forward would: same operation, but the relaxation's cost is counted by the
+        network, :meth:`~EPNetwork.summary_macs`, not once per layer call)."""
+        conv = self.conv[j]
+        return F.conv2d(x, conv.weight, conv.bias, padding=self.P)
 
     def pool(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return F.max_pool2d(x, self.F, stride=self.F, return_indices=True)
@@ -111,7 +136,7 @@ class ConvNetwork(EPNetwork):
         return F.max_unpool2d(x, idx, self.F, stride=self.F, output_size=(size, size))
 
     def prepare(self, data: Tensor) -> Context:
-        pooled, idx = self.pool(self.conv[-1](data))
+        pooled, idx = self.pool(self.convolve(len(self.conv) - 1, data))
         return Context(data=data, first_pool=pooled, first_idx=idx)
 
     def init_hidden(self, data: Tensor) -> State:
@@ -139,7 +164,7 @@ class ConvNetwork(EPNetwork):
             if j == nv - 1:
                 p, idx = ctx.first_pool, ctx.first_idx
             else:
-                p, idx = self.pool(self.conv[j](a[nc + j + 1]))
+                p, idx = self.pool(self.convolve(j, a[nc + j + 1]))
             pooled.append(p)
             inds.append(idx)
         for j in range(nv):
@@ -185,9 +210,9 @@ class ConvNetwork(EPNetwork):
                     if j == nv - 1:
                         energy = ((an[k] - af[k]) * ctx.first_pool).sum((0, 2, 3))
                     else:
-                        energy = (an[k] * self.pool(conv(an[k + 1]))[0]).sum((0, 2, 3)) - (
-                            af[k] * self.pool(conv(af[k + 1]))[0]
-                        ).sum((0, 2, 3))
+                        energy = (an[k] * self.pool(self.convolve(j, an[k + 1]))[0]).sum(
+                            (0, 2, 3)
+                        ) - (af[k] * self.pool(self.convolve(j, af[k + 1]))[0]).sum((0, 2, 3))
                     alpha_grads.append(coef * energy)
         return alpha_grads
 

@@ -21,18 +21,22 @@ DEMO_COMMAND = (
 
 
 def demo(*, quiet: bool = False) -> DemoResult:
-    """Train the demo network and report its test accuracy (the free phase's output)."""
+    """Train the demo network and report its test accuracy (the free phase's output) and
+    its size from the bit-aware summary (1-bit weights, float32 biases and scales)."""
+    from bnn_shared.summary import summary
+
     from .experiment import train
+    from .exporting import build, model_config
     from .flags import build_parser, settings_from_args
 
     cfg = settings_from_args(build_parser().parse_args(shlex.split(DEMO_COMMAND)))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out_dir:
         final = train(cfg, out_dir=out_dir, quiet=True)
-    sizes = cfg.layersList
-    weights = sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
-    biases = sum(sizes[1:])
-    scales = len(sizes) - 1
+    seconds = time.perf_counter() - start
+    config = model_config(cfg)  # the size depends on the architecture only
+    net = build(f"{cfg.archi}_{cfg.binary_settings}", config)
+    stats = summary(net, input_size=tuple(config["input_shape"]), print_fn=None if quiet else print)
     return DemoResult(
         package="eqprop_binary",
         model="EP fc 64-1024-10, bin_W",
@@ -40,7 +44,7 @@ def demo(*, quiet: bool = False) -> DemoResult:
         metric="test_acc",
         value=1 - final["test/error"] / 100,
         weight_bits="1/32",  # binary weights; float biases and one scale per layer
-        size_kib=(weights / 8 + 4 * (biases + scales)) / 1024,
-        float32_kib=4 * (weights + biases) / 1024,
-        seconds=time.perf_counter() - start,
+        size_kib=stats.memory_bytes / 1024,
+        float32_kib=stats.float32_bytes / 1024,
+        seconds=seconds,
     )

@@ -27,13 +27,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from bnn_shared import quantizers
+from bnn_shared.errors import ShapeError
+from bnn_shared.layers import QuantConv2d, QuantLinear
 from bnn_shared.optim import Bop
 from torch import nn
 
 from .activations import ACTIVATIONS
 from .settings import Settings
 
-__all__ = ["Context", "EPNetwork", "State", "binarize_init_", "leak"]
+__all__ = [
+    "Context",
+    "EPNetwork",
+    "State",
+    "binarize_init_",
+    "binary_conv2d",
+    "binary_linear",
+    "leak",
+]
 
 Tensor = torch.Tensor
 
@@ -59,15 +70,49 @@ class Context:
     first_idx: Tensor | None = None
 
 
+def _input_marker(binary_input: bool) -> quantizers.NoOp | None:
+    return quantizers.NoOp(precision=1) if binary_input else None
+
+
+def binary_linear(in_features: int, out_features: int, binary_input: bool = False) -> QuantLinear:
+    """A fully connected layer whose weight IS ``alpha * sign`` (no latent weight): a core
+    :class:`~bnn_shared.layers.QuantLinear` with the identity kernel quantizer
+    ``NoOp(precision=1)``, so that ``quantized_weight()`` is the weight itself, the summary
+    counts it at 1 bit and the export packs it with a 2-value codebook. ``binary_input``
+    marks its inputs as 1-bit (``NoOp(precision=1)`` input quantizer: the binary
+    activations of bin_W_N). Initialised as ``nn.Linear`` (same random draws, same
+    state-dict keys). The relaxation reads ``weight`` directly; forward is never needed."""
+    return QuantLinear(
+        in_features,
+        out_features,
+        input_quantizer=_input_marker(binary_input),
+        kernel_quantizer=quantizers.NoOp(precision=1),
+    )
+
+
+def binary_conv2d(
+    in_channels: int, out_channels: int, kernel: int, padding: int, binary_input: bool = False
+) -> QuantConv2d:
+    """A convolution whose weight IS ``alpha * sign`` (one alpha per output channel): a core
+    :class:`~bnn_shared.layers.QuantConv2d` with ``NoOp(precision=1)`` (see
+    :func:`binary_linear`)."""
+    return QuantConv2d(
+        in_channels,
+        out_channels,
+        kernel,
+        padding=padding,
+        input_quantizer=_input_marker(binary_input),
+        kernel_quantizer=quantizers.NoOp(precision=1),
+    )
+
+
 def binarize_init_(weight: Tensor, per_channel: bool) -> Tensor:
     """XNOR-Net init: ``w = alpha * sign(w)``, alpha = mean |w| rounded to 4 decimals (one per
-    layer, or one per output channel). Returns alpha (float32, one entry per channel)."""
-    rows = weight.reshape(weight.shape[0], -1) if per_channel else weight.reshape(1, -1)
-    alpha = torch.tensor(
-        [round((row.abs().sum() / row.numel()).item(), 4) for row in rows], dtype=weight.dtype
-    )
-    shape = (-1,) + (1,) * (weight.dim() - 1) if per_channel else ()
-    weight.copy_(torch.sign(weight) * alpha.reshape(shape))
+    layer, or one per output channel; :func:`bnn_shared.quantizers.mean_abs_scale`, then
+    :func:`~bnn_shared.quantizers.scaled_sign` with ``torch.sign``'s 0 at 0). Returns alpha
+    (float32, one entry per channel, or one entry)."""
+    alpha = quantizers.mean_abs_scale(weight, per_channel, decimals=4)
+    weight.copy_(quantizers.scaled_sign(weight, alpha, zero=0))
     return alpha
 
 
@@ -138,19 +183,26 @@ class EPNetwork(nn.Module):
 
     def forward(
         self,
-        state: State,
-        ctx: Context,
+        state: State | Tensor,
+        ctx: Context | None = None,
         beta: float = 0.0,
         target: Tensor | None = None,
         pred: Tensor | None = None,
         optim: str = "ep",
-    ) -> State:
+    ) -> State | Tensor:
         """Free phase (``beta == 0``: ``T`` steps) or nudged phase (``Kmax`` steps).
 
         With ``optim="bptt"`` the free phase keeps the autograd graph of its last steps
         only (truncated BPTT): fc nets ``Kmax + 1`` steps, conv nets ``Kmax`` steps, as in
         the reference.
+
+        Called with a batch of inputs alone (``net(x)``), it is :meth:`infer`: the free
+        phase from the initial states, returning the output layer's state.
         """
+        if ctx is None:
+            if not isinstance(state, Tensor):
+                raise ShapeError("forward needs a batch of inputs, or a State and its Context")
+            return self.infer(state)
         if optim == "bptt" and beta == 0:
             tracked = self.Kmax + self.bptt_extra_step
             with torch.no_grad():
@@ -164,6 +216,46 @@ class EPNetwork(nn.Module):
             for _ in range(self.T if beta == 0 else self.Kmax):
                 state = self.stepper(state, ctx, target=target, beta=beta, pred=pred)
         return state
+
+    # -- inference and its cost ----------------------------------------------------------------
+
+    #: fc nets read their inputs flattened
+    flatten_input = False
+
+    @torch.no_grad()
+    def infer(self, x: Tensor) -> Tensor:
+        """The output layer's state after the free phase from the initial states (``T``
+        steps), as the evaluation runs it: ``(batch, 10 * expand_output)``."""
+        x = x.flatten(1) if self.flatten_input else x
+        return self.forward(self.init_hidden(x), self.prepare(x)).s[0]
+
+    def predict(self, x: Tensor) -> Tensor:
+        """Predicted classes: the "Ave" read-out of the evaluation (argmax over classes of
+        the mean of each class's ``expand_output`` output neurons)."""
+        out = self.infer(x)
+        return out.view(out.shape[0], -1, self.cfg.expand_output).mean(2).argmax(1)
+
+    def layer_macs(self) -> list[int]:
+        """MACs per sample of one use of each weight layer (order of
+        :meth:`weight_layers`)."""
+        raise NotImplementedError
+
+    def summary_macs(self, inputs, output) -> list[tuple[int, int]]:
+        """MACs per sample of one inference (:meth:`infer`), for the bit-aware summary.
+
+        The last weight layer (the one that reads the input) is applied once per batch (its
+        drive of the first hidden layer is computed before the relaxation); every other
+        weight layer twice per step (bottom-up and top-down), ``T`` steps. Input layer MACs
+        are 32-bit (float inputs); the others are 1-bit with binary activations (bin_W_N:
+        the layers send H(s - theta)) and 32-bit with hardsigm states (bin_W).
+        """
+        *hidden, first = self.layer_macs()
+        counts = [(32, first), (1 if self.binary else 32, 2 * self.T * sum(hidden))]
+        totals: dict[int, int] = {}
+        for precision, count in counts:
+            if count:
+                totals[precision] = totals.get(precision, 0) + count
+        return sorted(totals.items())
 
     def activations(self, s: list[Tensor]) -> list[Tensor]:
         """What a layer sends: the state (bin_W) or H(s - theta) (bin_W_N)."""
@@ -218,7 +310,7 @@ class EPNetwork(nn.Module):
         """alpha += lr * grad_alpha, then w = alpha * sign(w), per layer (fc nets)."""
         for i, (layer, grad) in enumerate(zip(self.weight_layers(), grads, strict=True)):
             self.alpha[i] += lrs[i] * grad
-            layer.weight.sign_().mul_(self.alpha[i])
+            layer.weight.copy_(quantizers.scaled_sign(layer.weight, self.alpha[i], zero=0))
 
     def alpha_values(self) -> list[float]:
         """The current scaling factor of each weight layer (mean over channels for conv)."""

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from bnn_shared.errors import ShapeError
 from torch import nn
 
-from .dynamics import Context, EPNetwork, State, binarize_init_, leak
+from .dynamics import Context, EPNetwork, State, binarize_init_, binary_linear, leak
 from .settings import Settings
 
 __all__ = ["FCNetwork", "NetworkFcBinW", "NetworkFcBinWN"]
@@ -23,6 +23,7 @@ class FCNetwork(EPNetwork):
     factor per layer, the input's drive and the EP gradient."""
 
     bptt_extra_step = 1
+    flatten_input = True
 
     @classmethod
     def from_input(cls, cfg: Settings, input_shape: tuple[int, ...]) -> FCNetwork:
@@ -43,9 +44,12 @@ class FCNetwork(EPNetwork):
         alphas = []
         with torch.no_grad():
             for i in range(len(self.sizes) - 1):
-                self.W.append(nn.Linear(self.sizes[i + 1], self.sizes[i]))
+                binary_input = self.binary and i < len(self.sizes) - 2  # not the data
+                self.W.append(binary_linear(self.sizes[i + 1], self.sizes[i], binary_input))
                 alphas.append(binarize_init_(self.W[-1].weight, per_channel=False)[0])
-        self.register_buffer("alpha", torch.stack(alphas))
+        # a parameter that autograd does not train (learnt, if at all, by the EP rule), so
+        # that the bit-aware summary counts it (float32, one per layer)
+        self.alpha = nn.Parameter(torch.stack(alphas), requires_grad=False)
         self.make_optimizers()
 
     def weight_layers(self) -> list[nn.Module]:
@@ -57,6 +61,9 @@ class FCNetwork(EPNetwork):
 
     def alpha_values(self) -> list[float]:
         return [float(a) for a in self.alpha]
+
+    def layer_macs(self) -> list[int]:
+        return [lin.weight.numel() for lin in self.W]
 
     def prepare(self, data: Tensor) -> Context:
         last = self.W[-1]

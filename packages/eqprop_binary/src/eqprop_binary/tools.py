@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 from bnn_shared.data import dataset_info, load_tensors
+from bnn_shared.quantizers import hard_sign
 from bnn_shared.registry import Registry
 from bnn_shared.runner import Context
 from bnn_shared.tracking import atomic_write_text
@@ -208,7 +209,7 @@ def train_epoch(
         xb = _inputs(net, xb.to(ctx.device, non_blocking=True))
         yb = labels[idx].to(ctx.device)
         target = one_hot(yb, cfg.expand_output)
-        beta = cfg.beta * (float(torch.sign(torch.randn(1))) if cfg.random_beta else 1.0)
+        beta = cfg.beta * (float(hard_sign(torch.randn(1), zero=0)) if cfg.random_beta else 1.0)
         out, loss = step(net, xb, target, beta, epoch)
         ctx.check_loss(loss, index)
         loss_sum += loss.item() * ctx.share  # under torchrun: this process's part of the batch
