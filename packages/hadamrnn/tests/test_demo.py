@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import pytest
 from bnn_shared.demo import discover
-from hadamrnn.demo import demo, model_bits
+from hadamrnn.demo import demo, model_sizes
 
 
 def test_demo_is_registered():
     assert "hadamrnn" in discover()
 
 
-def test_model_bits():
-    # pMNIST HadamRNN (spec 2.2 storage table): 2048 + 512 + 16384 + 20480 + 320 + 64 bits
-    size, float32 = model_bits("hadamrnn", 512, 1, 10, 4)
-    assert size == 2048 + 512 + 16384 + 20480 + 320 + 64
-    assert model_bits("ornn", 512, 1, 10, 4) == (float32, float32)
+def test_model_sizes_come_from_the_summary():
+    # HadamRNN n = 64: 64 sign bits, 4-bit U (64) and V (640), float biases (64 + 10)
+    size, float32 = model_sizes("hadamrnn")
+    assert size == (64 + 4 * (64 + 640) + 32 * (64 + 10)) / 8
+    assert float32 == 4 * (64 + 64 + 640 + 64 + 10)
+    ornn_size, ornn_float32 = model_sizes("ornn")
+    assert ornn_size == ornn_float32 > float32
 
 
 @pytest.mark.slow

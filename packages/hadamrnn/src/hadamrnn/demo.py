@@ -8,7 +8,7 @@ import time
 
 from bnn_shared.demo import DemoResult
 
-__all__ = ["demo", "model_bits", "DEMO_OVERRIDES"]
+__all__ = ["demo", "model_sizes", "DEMO_OVERRIDES"]
 
 #: The demo's settings (the sdigits config, written out so that the demo needs no file).
 DEMO_OVERRIDES = {
@@ -25,16 +25,23 @@ DEMO_OVERRIDES = {
 }
 
 
-def model_bits(name: str, n: int, d_in: int, d_out: int, bits: int | None) -> tuple[int, int]:
-    """(quantized storage, float-32 storage) in bits of a single-layer model.
+def model_sizes(name: str) -> tuple[float, float]:
+    """(size, float-32 size) in bytes of the demo's model ``name`` from the bit-aware summary
+    (:func:`bnn_shared.summary.summary`): HadamRNN counts its signs at 1 bit, ``U`` and ``V``
+    at 4 bits and the biases at 32; float models count every parameter at 32 bits."""
+    from bnn_shared.summary import summary
 
-    HadamRNN: U and V at ``bits``, W = n sign bits, biases and two scales in float-32.
-    Float models: every parameter in float-32 (W as a dense n x n matrix).
-    """
-    float32 = 32 * (n * d_in + n * n + n + d_out * n + d_out)
-    if name != "hadamrnn":
-        return float32, float32
-    return bits * (n * d_in + d_out * n) + n + 32 * (n + d_out + 2), float32
+    from .config import load
+    from .exporting import summary_kwargs
+    from .getters import get_model
+
+    cfg = load(None, _overrides(name))
+    result = summary(get_model(cfg), **summary_kwargs(cfg), print_fn=None)
+    return result.memory_bytes, result.float32_bytes
+
+
+def _overrides(model_name: str) -> list[str]:
+    return [f"{k}={v}" for k, v in {**DEMO_OVERRIDES, "model.name": model_name}.items()]
 
 
 def _run(model_name: str) -> tuple[float, float]:
@@ -43,8 +50,7 @@ def _run(model_name: str) -> tuple[float, float]:
     from .config import load
     from .training import run_training
 
-    overrides = [f"{k}={v}" for k, v in {**DEMO_OVERRIDES, "model.name": model_name}.items()]
-    cfg = load(None, overrides)
+    cfg = load(None, _overrides(model_name))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out_dir:
         final = run_training(cfg, RunSettings(out_dir=out_dir, quiet=True, device="cpu"))
@@ -57,7 +63,7 @@ def demo(*, quiet: bool = False) -> list[DemoResult]:
     labels = {"hadamrnn": ("HadamRNN n=64, 4-bit U/V", "1/4/32"), "ornn": ("ORNN n=64", "32")}
     for name, (label, weight_bits) in labels.items():
         accuracy, seconds = _run(name)
-        size, float32 = model_bits(name, 64, 1, 10, 4)
+        size, float32 = model_sizes(name)
         rows.append(
             DemoResult(
                 package="hadamrnn",
@@ -66,8 +72,8 @@ def demo(*, quiet: bool = False) -> list[DemoResult]:
                 metric="test_acc",
                 value=accuracy,
                 weight_bits=weight_bits,
-                size_kib=size / 8 / 1024,
-                float32_kib=float32 / 8 / 1024,
+                size_kib=size / 1024,
+                float32_kib=float32 / 1024,
                 seconds=seconds,
             )
         )

@@ -6,13 +6,16 @@ data (the reference's ``_Quantize_stats``, which is broken at its HEAD):
     calibration:  alpha = max |v| over the calibration data
     forward:      q(v) = clamp(round(v * c / alpha), -c, c - 1) * alpha / c,   c = 2^(bits-1)
 
-Values beyond ``alpha`` saturate. No gradient is needed (evaluation only).
+The forward is the core's HadamRNN quantizer with a fixed scale,
+``bnn_shared.quantizers.uniform(v, bits, scale=alpha)`` (zeros while ``alpha`` is 0). Values
+beyond ``alpha`` saturate. No gradient is needed (evaluation only).
 """
 
 from __future__ import annotations
 
 import torch
 from bnn_shared.errors import ConfigError
+from bnn_shared.quantizers import uniform
 from torch import Tensor, nn
 
 __all__ = ["ActivationQuantizer"]
@@ -38,11 +41,7 @@ class ActivationQuantizer(nn.Module):
         self.max_abs.copy_(torch.maximum(self.max_abs, values.detach().abs().max().cpu()))
 
     def forward(self, values: Tensor) -> Tensor:
-        alpha = self.max_abs.to(values.device, values.dtype)
-        if float(alpha) == 0:
-            return torch.zeros_like(values)
-        c = 2 ** (self.bits - 1)
-        return torch.clamp(torch.round(values * c / alpha), -c, c - 1) * alpha / c
+        return uniform(values, self.bits, scale=self.max_abs)
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, max_abs={float(self.max_abs):.4g}"

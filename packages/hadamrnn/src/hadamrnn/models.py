@@ -127,6 +127,25 @@ class LinearRNN(nn.Module):
         """Called after every optimizer step (optional clipping of HadamRNN's ``s``)."""
         self.recurrent.apply_constraints_()
 
+    # -- bit-aware summary (bnn_shared.summary) ----------------------------------------------
+
+    def param_precisions(self) -> dict[str, int]:
+        """No parameters of its own; defined so that the summary lists the model's row, which
+        carries the recurrence's MACs (its layers are read, not called)."""
+        return {}
+
+    def summary_macs(self, inputs, output) -> list[tuple[int, int]]:
+        """MACs of the recurrence for one sequence of ``T`` steps: ``T`` products ``U x_t``
+        (``n d_in`` each) and ``T`` products ``W h`` (``n`` times the non-zeros of a row of
+        ``W``: ``n`` for a dense or full Hadamard ``W``, ``2^k`` for Block-HadamRNN; a fast
+        Walsh–Hadamard transform needs only ``n log2(2^k)`` additions). Inputs and states are
+        float, so all are 32-bit MACs. The output layer counts its own; biases, ReLU and the
+        embedding lookup are not MACs."""
+        steps = inputs[0].shape[1]
+        n = self.recurrent.hidden_size
+        row = getattr(self.recurrent, "block", n)
+        return [(32, steps * n * (self.input_layer.in_features + row))]
+
 
 def _pool(h: Tensor, tokens: Tensor, readout: str) -> Tensor:
     mask = (tokens != 0).to(h.dtype)  # token id 0 is padding
@@ -168,3 +187,13 @@ class LSTMModel(nn.Module):
 
     def apply_constraints_(self) -> None:
         pass
+
+    def param_precisions(self) -> dict[str, int]:
+        """No parameters of its own (see :meth:`LinearRNN.param_precisions`)."""
+        return {}
+
+    def summary_macs(self, inputs, output) -> list[tuple[int, int]]:
+        """The LSTM's MACs for one sequence: ``T`` steps of ``4 n (d_in + n)`` (float)."""
+        steps = inputs[0].shape[1]
+        n, d_in = self.hidden_size, self.lstm.input_size
+        return [(32, steps * 4 * n * (d_in + n))]

@@ -1,7 +1,7 @@
 """Hadamard and quantized layers of HadamRNN (reference ``quantized_layers`` / ``layers``).
 
-* :func:`hadamard_matrix` / :func:`fwht`: the normalised Sylvester Hadamard matrix, full or
-  block-diagonal, as a dense matrix and as a fast transform.
+* :func:`hadamard_matrix` / :func:`fwht` (from :mod:`hadamrnn.hadamard`): the normalised
+  Sylvester Hadamard matrix, full or block-diagonal, as a dense matrix and as a fast transform.
 * :class:`HadamardRecurrent`: ``W = diag(sign(s)) H`` with a trainable sign vector ``s``
   (HadamRNN for ``basic_block="full"``, Block-HadamRNN for an integer ``basic_block``).
 * :class:`OrthogonalRecurrent`: float orthogonal ``W`` (torch's orthogonal parametrization),
@@ -9,6 +9,13 @@
 * :class:`QuantizedOrthogonalRecurrent`: k-bit quantized Björck-orthonormalised ``W``, the
   QORNN baseline ("STE-Björck", arXiv 2402.04012), implemented natively.
 * :class:`QLinear`: ``nn.Linear`` whose weight is k-bit uniformly quantized on every forward.
+
+Every layer holding quantized weights exposes ``quantized_weight()`` (the tensor its forward
+uses) and its precision (``weight_precision`` or ``param_precisions()``, read by
+:func:`bnn_shared.summary.summary`), and says what :mod:`bnn_shared.export` stores bit-packed
+(``packed_state()``); ``packed_loaded()`` makes a reloaded layer use the stored values as they
+are (the max-abs quantizer is not idempotent: ``q(q(W)) != q(W)`` when the largest entry is
+positive and clipped to ``(c - 1) / c`` of the scale).
 
 Every recurrent layer returns, through :meth:`recurrence`, the dense matrix ``W`` and a fast
 ``step(h) = h @ W.T`` for row-vector states; the engines (:mod:`hadamrnn.engines`) only use
@@ -24,10 +31,12 @@ from dataclasses import dataclass
 
 import torch
 from bnn_shared.errors import ConfigError
+from bnn_shared.export import Packed
 from bnn_shared.quantizers import sign, uniform
 from torch import Tensor, nn
 
 from .arithmetic import current_arithmetic
+from .hadamard import block_size, fwht, hadamard_matrix
 
 __all__ = [
     "LinearRecurrence",
@@ -40,8 +49,6 @@ __all__ = [
     "QuantizedOrthogonalRecurrent",
 ]
 
-#: Largest Hadamard factor applied as one small dense matmul inside :func:`fwht`.
-MAX_FACTOR = 32
 #: ``HadamardRecurrent(transform="auto")`` uses a dense matmul for full Hadamards up to this size.
 DENSE_UP_TO = 128
 
@@ -63,92 +70,20 @@ class LinearRecurrence:
     bias: Tensor | None
 
 
-def _is_power_of_two(n: int) -> bool:
-    return n >= 1 and n & (n - 1) == 0
-
-
-def block_size(hidden_size: int, basic_block: str | int) -> int:
-    """Size of one Hadamard block: ``hidden_size`` for ``"full"``, else ``2**basic_block``.
-
-    Raises:
-        ConfigError: the size is not a power of two, or does not divide ``hidden_size``.
-    """
-    if basic_block == "full":
-        size = hidden_size
-    elif isinstance(basic_block, int) and not isinstance(basic_block, bool) and basic_block >= 0:
-        size = 2**basic_block
-    else:
-        raise ConfigError(f"basic_block must be 'full' or an integer k >= 0, got {basic_block!r}")
-    if not _is_power_of_two(size) or hidden_size % size:
-        raise ConfigError(
-            f"hidden_size={hidden_size} with basic_block={basic_block!r}: the Hadamard block "
-            f"size {size} must be a power of two that divides hidden_size"
-        )
-    return size
-
-
-def _sylvester(size: int, dtype=torch.float32, device=None) -> Tensor:
-    """Normalised Sylvester Hadamard ``H_(2m) = kron(H_m, [[1, 1], [1, -1]]) / sqrt(2)``."""
-    h = torch.ones(1, 1, dtype=dtype, device=device)
-    two = torch.tensor([[1.0, 1.0], [1.0, -1.0]], dtype=dtype, device=device) / math.sqrt(2)
-    while h.shape[0] < size:
-        h = torch.kron(h, two)
-    return h
-
-
-def hadamard_matrix(
-    hidden_size: int, basic_block: str | int = "full", *, dtype=torch.float32, device=None
-) -> Tensor:
-    """Dense ``I_(n/2^k) ⊗ H_(2^k)`` (or ``H_n`` for ``"full"``), symmetric and orthogonal."""
-    size = block_size(hidden_size, basic_block)
-    block = _sylvester(size, dtype, device)
-    return torch.block_diag(*([block] * (hidden_size // size)))
-
-
-_FACTOR_CACHE: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
-
-
-def _factor(size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    key = (size, dtype, device)
-    if key not in _FACTOR_CACHE:
-        _FACTOR_CACHE[key] = _sylvester(size, dtype, device)
-    return _FACTOR_CACHE[key]
-
-
-def _factorize(size: int) -> list[int]:
-    """Split ``size = 2**a`` into powers of two of at most :data:`MAX_FACTOR`, near-equal."""
-    bits = size.bit_length() - 1
-    parts = max(1, math.ceil(bits / (MAX_FACTOR.bit_length() - 1)))
-    base, extra = divmod(bits, parts)
-    return [2 ** (base + (i < extra)) for i in range(parts) if base + (i < extra) > 0]
-
-
-def fwht(x: Tensor, block: int | None = None) -> Tensor:
-    """Fast normalised Walsh–Hadamard transform of the last axis, by blocks of ``block``.
-
-    Returns ``x @ H`` with ``H`` the block-diagonal normalised Sylvester matrix (symmetric, so
-    also ``H x``). Uses ``H_(ab) = kron(H_a, H_b)``: the block is viewed as a small tensor and
-    each factor (at most :data:`MAX_FACTOR` wide) is one batched matmul, so the cost is
-    ``O(n * sum(factors))`` instead of ``O(n^2)``: each factor is one large matmul over the
-    last axis followed by an axis rotation. Differentiable (linear).
-
-    Args:
-        x: ``(..., n)``.
-        block: block size, a power of two dividing ``n``; default ``n`` (full Hadamard).
-    """
-    n = x.shape[-1]
-    block = n if block is None else block
-    factors = _factorize(block)
-    y = x.reshape(-1, *factors)
-    for _ in factors:  # transform the last axis, then rotate it to the front of the block
-        size = y.shape[-1]
-        y = (y.reshape(-1, size) @ _factor(size, x.dtype, x.device)).reshape(y.shape)
-        y = y.movedim(-1, 1)
-    return y.reshape(x.shape)
-
-
 def _uniform_or_float(weight: Tensor, bits: int | None) -> Tensor:
     return weight if bits is None else uniform(weight, bits)
+
+
+def uniform_precision(bits: int | None) -> int:
+    """Storage bits of a value of :func:`~bnn_shared.quantizers.uniform` with ``bits``: 32 for
+    None (float), 2 for ``bits=1`` (ternary), else ``bits``."""
+    if bits is None:
+        return 32
+    return 2 if bits == 1 else bits
+
+
+#: Largest precision that :mod:`bnn_shared.export` bit-packs (wider weights stay float).
+PACKABLE_BITS = 8
 
 
 class QLinear(nn.Linear):
@@ -160,6 +95,9 @@ class QLinear(nn.Linear):
     ``-2^(b-1)..2^(b-1)-1``, identity STE). ``bits=None`` is a plain float layer. Init: square
     weights orthogonal, others Xavier-uniform; the bias keeps ``nn.Linear``'s default.
 
+    After :func:`bnn_shared.export.load_binary` the weight holds ``q(W)`` itself
+    (:meth:`packed_loaded`) and is used as it is.
+
     Args:
         in_features, out_features, bias: as ``nn.Linear``.
         bits: weight bit width (1..16) or None for float. Default 4.
@@ -167,7 +105,13 @@ class QLinear(nn.Linear):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, bits=4):
         self.bits = bits
+        self.weight_is_quantized = False  # True once the weight holds q(W) (packed_loaded)
         super().__init__(in_features, out_features, bias=bias)
+
+    @property
+    def weight_precision(self) -> int:
+        """Bits per weight value: ``bits`` (2 for ternary ``bits=1``), 32 for a float layer."""
+        return uniform_precision(self.bits)
 
     def reset_parameters(self) -> None:
         super().reset_parameters()  # the bias init of nn.Linear
@@ -177,8 +121,24 @@ class QLinear(nn.Linear):
             nn.init.xavier_uniform_(self.weight)
 
     def quantized_weight(self) -> Tensor:
-        """``q(W)`` (``W`` itself for ``bits=None``)."""
+        """``q(W)`` (``W`` itself for ``bits=None`` or once it holds ``q(W)``)."""
+        if self.weight_is_quantized:
+            return self.weight
         return _uniform_or_float(self.weight, self.bits)
+
+    def _packed(self) -> bool:
+        return self.bits is not None and self.weight_precision <= PACKABLE_BITS
+
+    def packed_state(self) -> dict[str, Packed]:
+        """``{"weight": Packed(q(W), bits)}`` (nothing for a float layer)."""
+        if not self._packed():
+            return {}
+        return {"weight": Packed(self.quantized_weight().detach(), self.weight_precision)}
+
+    def packed_loaded(self) -> None:
+        """The weight now holds ``q(W)``: use it unchanged."""
+        if self._packed():
+            self.weight_is_quantized = True
 
     def forward(self, x: Tensor) -> Tensor:
         arithmetic = current_arithmetic()  # an emulated arithmetic (use_arithmetic), if any
@@ -240,6 +200,19 @@ class HadamardRecurrent(nn.Module):
     def weight(self) -> Tensor:
         """Dense ``W = diag(sign(s)) H``."""
         return self.signs()[:, None] * self.hadamard.to(self.s.dtype)
+
+    def quantized_weight(self) -> Tensor:
+        """The dense ``W`` the forward uses (``H`` is implicit: only the signs are stored)."""
+        return self.weight()
+
+    def param_precisions(self) -> dict[str, int]:
+        """One bit per entry of ``s`` (its sign); the bias is float."""
+        return {"s": 1}
+
+    def packed_state(self) -> dict[str, Packed]:
+        """``{"s": Packed(sign(s), 1)}``: ``sign(±1) = ±1``, so a reloaded layer has the same
+        ``W``."""
+        return {"s": Packed(sign(self.s).detach(), 1)}
 
     def recurrence(self, input_weight: Tensor) -> LinearRecurrence:
         u = self.signs()
@@ -347,20 +320,49 @@ class QuantizedOrthogonalRecurrent(nn.Module):
         self.bias = nn.Parameter(torch.empty(hidden_size).uniform_(-bound, bound)) if bias else None
         vector = torch.randn(hidden_size)
         self.register_buffer("power_vector", vector / vector.norm())
+        self.latent_is_quantized = False  # True once latent holds q(W) (packed_loaded)
+
+    @property
+    def weight_precision(self) -> int:
+        """Bits per entry of ``W`` (2 for ternary ``bits=1``)."""
+        return uniform_precision(self.bits)
+
+    def param_precisions(self) -> dict[str, int]:
+        """The latent matrix is stored as ``q(W)`` at ``bits``; the bias is float."""
+        return {"latent": self.weight_precision}
 
     @torch.no_grad()
-    def _spectral_norm(self) -> Tensor:
+    def _spectral_norm(self, update: bool = True) -> Tensor:
         v = self.power_vector
-        if self.training:
+        if self.training and update:
             u = self.latent @ v
             v = self.latent.t() @ (u / u.norm().clamp_min(1e-12))
             self.power_vector.copy_(v / v.norm().clamp_min(1e-12))
             v = self.power_vector
         return (self.latent @ v).norm().clamp_min(1e-12)
 
-    def weight(self) -> Tensor:
-        scaled = self.latent / self._spectral_norm()
+    def weight(self, *, update: bool = True) -> Tensor:
+        """``W``; in training mode one power iteration first, unless not ``update``."""
+        if self.latent_is_quantized:
+            return self.latent
+        scaled = self.latent / self._spectral_norm(update)
         return uniform(bjorck(scaled, self.bjorck_iterations), self.bits)
+
+    def quantized_weight(self) -> Tensor:
+        """``W`` as the forward in eval mode uses it (no power-iteration update)."""
+        return self.weight(update=False)
+
+    def packed_state(self) -> dict[str, Packed]:
+        """``{"latent": Packed(W, bits)}`` (widths above 8 bits stay as the float latent)."""
+        if self.weight_precision > PACKABLE_BITS:
+            return {}
+        return {"latent": Packed(self.quantized_weight().detach(), self.weight_precision)}
+
+    def packed_loaded(self) -> None:
+        """``latent`` now holds ``W`` itself: use it unchanged (re-quantizing is not
+        idempotent)."""
+        if self.weight_precision <= PACKABLE_BITS:
+            self.latent_is_quantized = True
 
     def recurrence(self, input_weight: Tensor) -> LinearRecurrence:
         return _dense_recurrence(self.weight(), input_weight, self.bias)

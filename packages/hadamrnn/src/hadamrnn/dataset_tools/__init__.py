@@ -19,7 +19,7 @@ from bnn_shared.registry import Registry
 
 from ..config import DatasetConfig
 
-__all__ = ["Splits", "load_splits", "DATASETS"]
+__all__ = ["Splits", "load_split", "load_splits", "DATASETS"]
 
 
 @dataclass
@@ -86,6 +86,15 @@ def _glue(cfg: DatasetConfig, data_dir, download) -> Splits:
     return glue_splits(cfg, data_dir, download)
 
 
+#: Options of the core datasets (``bnn_shared.data``) by name: ``options(cfg, split) -> dict``.
+_CORE_OPTIONS: dict[str, Callable[[DatasetConfig, str], dict]] = {
+    "copy_task": _copy_options,
+    "pmnist": _mnist_options,
+    "smnist": _mnist_options,
+    "sdigits": _no_options,
+    "pdigits": _no_options,
+}
+
 #: Builders by name (``DATASET.NAME``): ``builder(dataset_config, data_dir, download) -> Splits``.
 DATASETS: Registry[Callable[..., Splits]] = Registry("dataset", flag="DATASET.NAME")
 DATASETS.register("copy_task", _core("copy_task", _copy_options), aliases=("copymemory", "copy"))
@@ -101,3 +110,15 @@ def load_splits(cfg: DatasetConfig, data_dir=None, download: bool = False) -> Sp
     """Train / val / test splits of ``cfg.name`` (files under ``data_dir``, never fetched
     unless ``download``)."""
     return DATASETS.get(cfg.name)(cfg, data_dir, download)
+
+
+def load_split(cfg: DatasetConfig, split: str, data_dir=None, download: bool = False) -> Split:
+    """One split (``train``, ``val`` or ``test``) of ``cfg.name``, exactly as in
+    :func:`load_splits` (same options, same pMNIST permutation); the core datasets load only
+    that split."""
+    name = DATASETS.canonical(cfg.name)
+    options = _CORE_OPTIONS.get(name)
+    if options is None:  # IMDB, GLUE: built together
+        return getattr(load_splits(cfg, data_dir, download), split)
+    part = load_dataset(name, split, data_dir=data_dir, download=download, **options(cfg, split))
+    return as_split(part)
