@@ -509,3 +509,49 @@ class TestLUTLayer:
         layer(x).sum().backward()
         gpu(x.cuda()).sum().backward()
         torch.testing.assert_close(gpu.luts.grad.cpu(), layer.luts.grad)
+
+
+class TestQuantizedWeights:
+    """What the summary and the bit-packed export read: 0/1 tables, index bit-widths."""
+
+    def test_quantized_weight_is_the_truth_table(self):
+        torch.manual_seed(7)
+        layer = LUTLayer(20, 12, 3)
+        layer.luts.data[0, 0] = 0.0  # 1[0 > 0] = 0
+        q = layer.quantized_weight()
+        assert q.dtype == torch.float32 and set(q.unique().tolist()) <= {0.0, 1.0}
+        assert torch.equal(q.bool(), layer.truth_tables()) and q[0, 0] == 0
+        assert layer.weight_precision == 1
+
+    @pytest.mark.parametrize("mapping", ["random", "learnable"])
+    def test_forward_with_the_quantized_tables_is_identical(self, mapping):
+        torch.manual_seed(8)
+        layer = LUTLayer(20, 12, 3, mapping=mapping).eval()
+        x = (torch.rand(16, 20) > 0.5).float()
+        before = layer(x)
+        layer.luts.data.copy_(layer.quantized_weight())
+        assert torch.equal(layer(x), before)
+
+    def test_precisions(self):
+        assert LUTLayer(2000, 10, 6).param_precisions() == {"luts": 1, "mapping": 11}
+        assert LUTLayer(2048, 10, 6).param_precisions() == {"luts": 1, "mapping": 11}
+        assert LUTLayer(2049, 10, 6, mapping="learnable").param_precisions()["mapping"] == 12
+        raw = LUTLayer(5, 4, 2, ste=False)
+        assert raw.weight_precision == 32 and torch.equal(raw.quantized_weight(), raw.luts)
+
+    def test_lookups_counted_as_macs(self):
+        layer = LUTLayer(20, 12, 3)
+        x = torch.zeros(4, 20)
+        assert layer.summary_macs((x,), layer(x)) == [(1, 12)]
+
+    def test_packed_state(self):
+        from bnn_shared.export import Indices, Packed
+
+        fixed = LUTLayer(20, 12, 3)
+        state = fixed.packed_state()
+        assert sorted(state) == ["luts", "mapping"]
+        assert isinstance(state["luts"], Packed) and state["luts"].precision == 1
+        assert isinstance(state["mapping"], Indices) and state["mapping"].size == 20
+        learnable = LUTLayer(20, 12, 3, mapping="learnable").packed_state()
+        assert learnable["mapping"].size == 36  # the slot wiring arange(J*n)
+        assert "luts" not in LUTLayer(5, 4, 2, ste=False).packed_state()  # raw float tables

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 from bnn_shared.errors import ConfigError, ShapeError
-from dwn.mapping import LearnableMapping, LearnableMappingFunction, _column_argmax, layer_mapping
+from dwn.mapping import (
+    LearnableMapping,
+    LearnableMappingFunction,
+    _column_argmax,
+    index_bits,
+    layer_mapping,
+)
 
 
 class TestLayerMapping:
@@ -154,6 +160,37 @@ class TestLearnableMapping:
     def test_bad_tau(self, tau):
         with pytest.raises(ConfigError, match="tau"):
             LearnableMapping(3, 2, tau=tau)
+
+
+class TestQuantizedMapping:
+    """The learnable mapping as inference sees it: its argmax, one index per slot."""
+
+    def test_quantized_weight_is_the_one_hot_argmax(self):
+        mapping = LearnableMapping(9, 5)
+        q = mapping.quantized_weight()
+        assert q.shape == (9, 5) and torch.equal(q.sum(0), torch.ones(5))
+        assert torch.equal(q.argmax(0), mapping.hard_mapping())
+        x = torch.rand(4, 9)
+        assert torch.equal(x @ q, mapping(x))
+
+    def test_one_hot_weights_give_the_same_forward(self):
+        mapping = LearnableMapping(600, 7)  # over 512 rows: the blocked argmax
+        x = torch.rand(3, 600)
+        before = mapping(x)
+        mapping.weights.data.copy_(mapping.quantized_weight())
+        assert torch.equal(mapping(x), before)
+
+    @pytest.mark.parametrize(("size", "bits"), [(1, 1), (2, 1), (3, 2), (2048, 11), (2352, 12)])
+    def test_index_bits(self, size, bits):
+        assert index_bits(size) == bits
+        assert LearnableMapping(size, 2).index_bits == bits
+
+    def test_precision_and_packed_state(self):
+        mapping = LearnableMapping(9, 5)
+        assert mapping.param_precisions() == {"weights": 0}  # counted by the LUT layer
+        entry = mapping.packed_state()["weights"]
+        assert entry.one_hot and entry.size == 9 and entry.shape == (9, 5)
+        assert torch.equal(entry.value, mapping.hard_mapping())
 
 
 class TestColumnArgmax:

@@ -1,11 +1,12 @@
-"""GroupSum (contiguous per-class popcounts), STE and pad_if_needed."""
+"""GroupSum (contiguous per-class popcounts), STE (the core's step) and pad_if_needed."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from bnn_shared import quantizers
 from bnn_shared.errors import ConfigError, ShapeError
-from dwn.utils import STE, GroupSum, STEFunction, pad_if_needed
+from dwn.utils import STE, GroupSum, pad_if_needed
 
 
 class TestPadIfNeeded:
@@ -106,14 +107,21 @@ class TestGroupSum:
 
 
 class TestSTE:
+    """``dwn.STE()`` is the core's SteHeaviside without clipping: torch-dwn's STE."""
+
+    def test_is_the_core_quantizer_without_clipping(self):
+        step = STE()
+        assert isinstance(step, quantizers.SteHeaviside)
+        assert (step.clip_value, step.zero, step.precision) == (None, 0, 1)
+
     def test_values(self):
         x = torch.tensor([-1.0, 0.0, 1e-6, 2.0])
         assert STE()(x).tolist() == [0.0, 0.0, 1.0, 1.0]
-        assert STEFunction.apply(x.double()).dtype == torch.float64
-        assert STEFunction.apply(torch.tensor([-1, 3])).tolist() == [0.0, 1.0]
+        assert STE()(x.double()).dtype == torch.float64
+        assert quantizers.ste_heaviside(torch.tensor([-1, 3]), None).tolist() == [0.0, 1.0]
 
     def test_identity_gradient(self):
         x = torch.tensor([-3.0, 0.0, 0.5, 4.0], requires_grad=True)
         g = torch.tensor([1.0, -2.0, 3.0, -4.0])
         STE()(x).backward(g)
-        assert torch.equal(x.grad, g)
+        assert torch.equal(x.grad, g)  # no clipping: |x| > 1 still passes the gradient

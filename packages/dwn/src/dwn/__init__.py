@@ -8,7 +8,8 @@ Networks of n-input lookup tables trained end to end with the Extended Finite Di
   ``DistributiveThermometer`` input encoders;
 * :mod:`~dwn.lut_layer`: ``LUTLayer`` and ``EFDFunction`` (backends "torch", "cpp", "cuda");
 * :mod:`~dwn.mapping`: ``layer_mapping`` (random/arange wiring) and ``LearnableMapping``;
-* :mod:`~dwn.utils`: ``GroupSum``, ``STE``;
+* :mod:`~dwn.utils`: ``GroupSum``, ``STE`` (torch-dwn's name for the core's
+  ``quantizers.SteHeaviside(clip_value=None)``);
 * :mod:`~dwn.export` / :mod:`~dwn.compiled`: ``export(model, encoder, path)`` and
   ``load_compiled(path)``, an integer-and-bits-only runner with identical predictions;
 * :mod:`~dwn.config`, :mod:`~dwn.datasets`, :mod:`~dwn.experiment`: ``TrainConfig``, the
@@ -25,7 +26,7 @@ from .experiment import DWNExperiment, build_model, evaluate_model, make_encoder
 from .export import compile_model, export, load_compiled, save_compiled
 from .lut_layer import EFDFunction, LUTLayer
 from .mapping import LearnableMapping, LearnableMappingFunction, layer_mapping
-from .utils import STE, GroupSum, STEFunction, pad_if_needed
+from .utils import STE, GroupSum, pad_if_needed
 
 __version__ = "0.1.0"
 
@@ -41,7 +42,6 @@ __all__ = [
     "LearnableMapping",
     "LearnableMappingFunction",
     "STE",
-    "STEFunction",
     "Thermometer",
     "TrainConfig",
     "build_model",

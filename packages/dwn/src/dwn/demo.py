@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import tempfile
 import time
+from pathlib import Path
 
 from bnn_shared.demo import DemoResult
+from bnn_shared.summary import ModelSummary, summary
 
 from .config import TrainConfig
 
@@ -30,29 +32,32 @@ DEMO_CONFIG = dict(
 
 
 def demo(*, quiet: bool = False) -> DemoResult:
-    """Train the demo model, export it, and report the compiled model's test accuracy."""
+    """Train the demo model and report its test accuracy and its size from the bit-aware
+    summary of the shipped classifier (thermometer + LUT network, :mod:`dwn.exporting`)."""
     from .experiment import train_model
 
     cfg = TrainConfig(**DEMO_CONFIG)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out_dir:
         final = train_model(cfg, out_dir=out_dir, device="cpu", quiet=True)
-        size = _exported_size(out_dir)
-    luts = sum(cfg.layers)
+        stats = _summary(Path(out_dir))
     return DemoResult(
         package="dwn",
-        model=f"DWN {luts} LUT-{cfg.n}, GroupSum",
+        model=f"DWN {sum(cfg.layers)} LUT-{cfg.n}, GroupSum",
         dataset="digits",
         metric="test_acc",
         value=final["test/accuracy"],
-        weight_bits="1",  # truth tables: one bit per entry; wiring and thresholds aside
-        size_kib=size / 1024,
-        float32_kib=luts * 2**cfg.n * 4 / 1024,
+        weight_bits="1",  # truth tables: one bit per entry; wiring indices of ceil(log2 I) bits
+        size_kib=stats.memory_bytes / 1024,
+        float32_kib=stats.float32_bytes / 1024,
         seconds=time.perf_counter() - start,
     )
 
 
-def _exported_size(out_dir: str) -> int:
-    from .export import load_compiled
+def _summary(run_dir: Path) -> ModelSummary:
+    from bnn_shared.export.__main__ import read_run
 
-    return int(load_compiled(f"{out_dir}/model.dwn").size_bytes)
+    from .exporting import from_run
+
+    run = from_run(*read_run(run_dir, None))
+    return summary(run.model, **run.summary_kwargs, print_fn=None)

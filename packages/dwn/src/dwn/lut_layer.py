@@ -21,7 +21,9 @@ from __future__ import annotations
 import numbers
 
 import torch
+from bnn_shared import quantizers
 from bnn_shared.errors import ConfigError, ShapeError
+from bnn_shared.export import Indices, Packed
 from bnn_shared.ext import BACKENDS
 from bnn_shared.ext.efd import (
     DEFAULT_BETA,
@@ -37,8 +39,7 @@ from bnn_shared.ext.efd import (
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from .mapping import LearnableMapping, layer_mapping
-from .utils import STEFunction
+from .mapping import LearnableMapping, index_bits, layer_mapping
 
 __all__ = ["EFDFunction", "LUTLayer"]
 
@@ -199,7 +200,7 @@ class LUTLayer(nn.Module):
         graph = torch.is_grad_enabled() and (x.requires_grad or self.luts.requires_grad)
         backend = select_backend(self.backend, x, self.mapping, self.luts, backward=graph)
         y = EFDFunction.apply(x, self.mapping, self.luts, self.alpha, self.beta, self.efd, backend)
-        return STEFunction.apply(y) if self.ste else y
+        return quantizers.ste_heaviside(y, None) if self.ste else y
 
     def effective_mapping(self) -> Tensor:
         """Wiring into this layer's own input, int64 (J, n): ``mapping``, or for a learnable
@@ -212,6 +213,51 @@ class LUTLayer(nn.Module):
     def truth_tables(self) -> Tensor:
         """Boolean truth tables (J, 2**n): entry ``[j, a]`` is the output bit at address a."""
         return self.luts.detach() > 0
+
+    # -- quantized weights: summary and bit-packed export (bnn_shared.summary / .export) ---------
+
+    @property
+    def weight_precision(self) -> int:
+        """Bits per LUT entry the forward pass uses: 1 with ``ste`` (only ``luts > 0``
+        matters), else 32 (the raw values are the output)."""
+        return 1 if self.ste else 32
+
+    def quantized_weight(self) -> Tensor:
+        """The tables the forward pass really uses: the 0/1 truth tables ``1[luts > 0]``
+        (float, shape (J, 2**n)) with ``ste``, else the float ``luts``."""
+        luts = self.luts.detach()
+        return quantizers.heaviside(luts) if self.ste else luts
+
+    def param_precisions(self) -> dict[str, int]:
+        """Bits per value of the layer's own parameters, as deployed: ``luts`` at
+        :attr:`weight_precision`; ``mapping`` (J, n) at ``ceil(log2(input_size))`` bits, the
+        input index of each address bit. For a learnable mapping ``mapping`` stands for the
+        resolved wiring :meth:`effective_mapping` (the same shape), which is what inference
+        reads; the latent choice matrix is counted at 0 bits by
+        :meth:`LearnableMapping.param_precisions <dwn.mapping.LearnableMapping.param_precisions>`.
+        """
+        return {"luts": self.weight_precision, "mapping": index_bits(self.input_size)}
+
+    def summary_macs(self, inputs, output) -> list[tuple[int, int]]:
+        """One 1-bit table lookup per LUT and sample: ``output_size`` per sample (the n
+        address bits of a LUT are read by that one lookup, not counted apart)."""
+        return [(self.weight_precision, self.output_size)]
+
+    def packed_state(self) -> dict[str, Packed | Indices]:
+        """What :mod:`bnn_shared.export` stores: ``luts`` as 1-bit 0/1 truth tables (with
+        ``ste``; the raw float tables otherwise) and the fixed wiring ``mapping`` with
+        ``ceil(log2(input_size))`` bits per index. With a learnable mapping, ``mapping`` is
+        the slot wiring ``arange(J*n)`` (indices into the J*n gathered slots, stored with
+        ``ceil(log2(J*n))`` bits) and the mapping's own ``packed_state`` stores its argmax.
+        Reloaded, the forward gives the same bits: ``1[1 > 0] = 1``, ``1[0 > 0] = 0``."""
+        state: dict[str, Packed | Indices] = {}
+        if self.ste:
+            state["luts"] = Packed(self.quantized_weight(), 1)
+        if self.learnable_mapping is None:
+            state["mapping"] = Indices(self.mapping.detach(), self.input_size)
+        else:
+            state["mapping"] = Indices(self.mapping.detach(), self.output_size * self.n)
+        return state
 
     def extra_repr(self) -> str:
         return (

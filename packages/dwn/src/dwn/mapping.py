@@ -9,18 +9,26 @@ input of each slot, trained with a straight-through style gradient (Bacellar et 
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
 from bnn_shared.errors import ConfigError, ShapeError
+from bnn_shared.export import Indices
 from torch import Tensor, nn
 
 from .utils import _positive_int, _resolve_alias
 
-__all__ = ["layer_mapping", "LearnableMappingFunction", "LearnableMapping"]
+__all__ = ["index_bits", "layer_mapping", "LearnableMappingFunction", "LearnableMapping"]
 
 # Rows per block of the CPU column argmax (see _column_argmax).
 _ARGMAX_BLOCK_ROWS = 512
+
+
+def index_bits(size: int) -> int:
+    """Bits of one index into ``size`` inputs: ``ceil(log2(size))``, at least 1 (as
+    :class:`bnn_shared.export.Indices` stores it)."""
+    return max(1, math.ceil(math.log2(size)))
 
 
 def layer_mapping(
@@ -139,6 +147,31 @@ class LearnableMapping(nn.Module):
     def hard_mapping(self) -> Tensor:
         """The input index each output slot reads, ``W.argmax(0)`` (int64, shape (S,))."""
         return _column_argmax(self.weights.detach())
+
+    def quantized_weight(self) -> Tensor:
+        """The selection the forward pass really uses: the one-hot matrix of
+        :meth:`hard_mapping` (I, S), in the dtype of W (``x[:, W.argmax(0)] = x @ onehot``)."""
+        weights = self.weights.detach()
+        onehot = torch.zeros_like(weights)
+        return onehot.scatter_(0, self.hard_mapping().unsqueeze(0), 1)
+
+    @property
+    def index_bits(self) -> int:
+        """Bits per slot at inference: one index into I inputs, ``ceil(log2(I))``."""
+        return index_bits(self.input_size)
+
+    def param_precisions(self) -> dict[str, int]:
+        """``{"weights": 0}`` for the summary: W is a latent matrix that is not shipped; what
+        inference keeps is its argmax, S indices of :attr:`index_bits` bits, which a
+        :class:`~dwn.lut_layer.LUTLayer` counts as its ``mapping`` (J, n). (The summary counts
+        every entry of a parameter at one bit-width, so S indices cannot be expressed as a
+        width of W's I*S entries.)"""
+        return {"weights": 0}
+
+    def packed_state(self) -> dict[str, Indices]:
+        """For :mod:`bnn_shared.export`: W stored as its argmax, S indices of
+        :attr:`index_bits` bits, decoded as the one-hot matrix (same argmax, same forward)."""
+        return {"weights": Indices(self.hard_mapping(), self.input_size, one_hot=True)}
 
     def forward(self, x: Tensor) -> Tensor:
         """Select inputs: x (*batch, I) -> (*batch, S)."""

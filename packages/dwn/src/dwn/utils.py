@@ -1,22 +1,25 @@
-"""GroupSum (the popcount classifier), the straight-through step and small helpers.
+"""GroupSum (the popcount classifier), the straight-through step's old name and small helpers.
 
 A DWN ends in :class:`GroupSum`: the binary outputs of the last LUT layer are split into
 ``k`` contiguous blocks, one per class, and each block's popcount divided by ``tau`` is that
 class's logit (Bacellar et al., "Differentiable Weightless Neural Networks", ICML 2024).
-:class:`STE` turns the real value read from a LUT into a bit with an identity gradient.
+:data:`STE` (torch-dwn's name) builds the core's straight-through Heaviside step, which turns
+the real value read from a LUT into a bit with an identity gradient.
 """
 
 from __future__ import annotations
 
 import numbers
+from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from bnn_shared import quantizers
 from bnn_shared.errors import ConfigError, ShapeError
 from torch import Tensor, nn
 
-__all__ = ["pad_if_needed", "GroupSum", "STEFunction", "STE"]
+__all__ = ["pad_if_needed", "GroupSum", "STE"]
 
 
 def pad_if_needed(x: Tensor, n: int) -> Tensor:
@@ -137,25 +140,8 @@ class GroupSum(nn.Module):
         return f"k={self.k}, tau={self.tau}, randperm={perm}"
 
 
-class STEFunction(torch.autograd.Function):
-    """Step with a straight-through gradient: forward ``1[x > 0]``, backward ``g`` unchanged.
-
-    The output has the dtype of ``x`` when ``x`` is floating point, else float32 (the reference
-    always returns float32; the values are the same). Used on LUT outputs in DWN (ICML 2024).
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        dtype = x.dtype if x.is_floating_point() else torch.float32
-        return (x > 0).to(dtype)
-
-    @staticmethod
-    def backward(ctx, grad_output: Tensor) -> Tensor:
-        return grad_output
-
-
-class STE(nn.Module):
-    """Module form of :class:`STEFunction`: ``1[x > 0]`` with an identity gradient."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return STEFunction.apply(x)
+#: ``STE()`` is the core's :class:`~bnn_shared.quantizers.SteHeaviside` with
+#: ``clip_value=None``: forward ``1[x > 0]`` (in ``x``'s dtype, float32 for an integer ``x``),
+#: identity gradient. Kept under torch-dwn's name so that ``dwn.STE()`` keeps working; new code
+#: uses ``quantizers.SteHeaviside(clip_value=None)`` or ``quantizers.ste_heaviside(x, None)``.
+STE = partial(quantizers.SteHeaviside, clip_value=None)
