@@ -12,9 +12,8 @@ from binary_feedback.commons.activations import (
     SignUnsat,
     Tanh,
     get_activation,
-    hard_sign,
-    sign_sat,
 )
+from bnn_shared import quantizers
 from bnn_shared.errors import ConfigError
 from torch import nn
 
@@ -42,8 +41,8 @@ class TestForward:
         y, _ = grad_of(SignSat(), dtype=torch.float32)
         assert y.dtype == torch.float32 and y.tolist() == SIGN_OF_X
 
-    def test_hard_sign(self):
-        assert hard_sign(torch.tensor(X)).tolist() == SIGN_OF_X
+    def test_core_hard_sign_with_zero_minus_one(self):
+        assert quantizers.hard_sign(torch.tensor(X), zero=-1).tolist() == SIGN_OF_X
 
     def test_tanh_and_identity(self):
         x = torch.tensor(X, dtype=torch.float64)
@@ -60,10 +59,34 @@ class TestPseudoGradients:
         # study B: 1(|x| <= 1)
         assert grad_of(SignSat(strict=False))[1].tolist() == [0, 1, 1, 1, 1, 1, 0]
 
-    def test_functional_default_is_strict(self):
+    def test_module_default_is_strict(self):
         x = torch.tensor([1.0, -1.0, 0.999], requires_grad=True)
-        sign_sat(x).sum().backward()
+        SignSat()(x).sum().backward()
         assert x.grad.tolist() == [0.0, 0.0, 1.0]
+
+    @pytest.mark.parametrize(
+        ("module", "core"),
+        [
+            (SignSat(strict=True), lambda x: quantizers.ste_sign(x, 1.0, zero=-1, strict=True)),
+            (SignSat(strict=False), lambda x: quantizers.ste_sign(x, 1.0, zero=-1)),
+            (SignUnsat(), lambda x: quantizers.sign(x, zero=-1)),
+            (SignTanh(), lambda x: quantizers.tanh_sign(x, zero=-1)),
+        ],
+        ids=["signsat_strict", "signsat_inclusive", "sign", "signtanh"],
+    )
+    def test_modules_are_the_core_quantizers(self, module, core):
+        # bit for bit, values and gradients, on random inputs with ties at 0 and +-1
+        x = torch.cat([torch.randn(50, dtype=torch.float64), torch.tensor([0.0, 1.0, -1.0])])
+        g = torch.randn_like(x)
+        grads = []
+        for fn in (module, core):
+            leaf = x.clone().requires_grad_(True)
+            out = fn(leaf)
+            out.backward(g)
+            grads.append((out.detach(), leaf.grad))
+        (y, dx), (y_core, dx_core) = grads
+        assert torch.equal(y, y_core) and torch.equal(dx, dx_core)
+        assert set(y.tolist()) == {-1.0, 1.0}
 
     def test_sign_identity_ste(self):
         assert grad_of(SignUnsat())[1].tolist() == [1.0] * len(X)

@@ -1,4 +1,5 @@
-"""Study A's layers: binary weights with latent STEs, batch norm, weight clipping."""
+"""Study A's layers: binary weights with latent STEs (core quantizers), batch norm, weight
+clipping (the core's clip_weights_ with each study's selection)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import torch
 import torch.nn.functional as F
 from binary_feedback.commons.layers import (
     BinaryLinear,
-    SignWeight,
     StudyABatchNorm1d,
-    clip_weights_,
     is_binarized,
+    is_linear,
     latent_weight,
+    weight_quantizer,
 )
+from bnn_shared import quantizers
 from bnn_shared.errors import ConfigError
+from bnn_shared.layers import clip_weights_
 from bnn_shared.summary import summary
 from torch import nn
 
@@ -29,23 +32,37 @@ def sign_ref(w: torch.Tensor) -> torch.Tensor:
     return torch.where(w > 0, 1.0, -1.0).to(w.dtype)
 
 
-class TestSignWeight:
+class TestWeightQuantizer:
     @pytest.mark.parametrize(("ste", "strict"), sorted(STE_MASKS))
     def test_value_and_mask(self, ste, strict):
         w = torch.tensor(W, requires_grad=True)
-        q = SignWeight(ste, strict)(w)
+        q = weight_quantizer(ste, strict)(w)
         q.backward(torch.full_like(q, 3.0))
         assert q.tolist() == [-1, -1, -1, -1, 1, 1, 1]
         assert w.grad.tolist() == [3.0 * m for m in STE_MASKS[ste, strict]]
 
     def test_tanh_ste(self):
         w = torch.tensor(W, dtype=torch.float64, requires_grad=True)
-        SignWeight("tanh")(w).sum().backward()
+        weight_quantizer("tanh")(w).sum().backward()
         torch.testing.assert_close(w.grad, 1 - torch.tanh(w.detach()) ** 2)
+
+    @pytest.mark.parametrize(
+        ("ste", "strict", "cls", "config"),
+        [
+            ("identity", True, quantizers.Sign, {"zero": -1}),
+            ("sat", True, quantizers.SteSign, {"clip_value": 1.0, "zero": -1, "strict": True}),
+            ("sat", False, quantizers.SteSign, {"clip_value": 1.0, "zero": -1, "strict": False}),
+            ("tanh", True, quantizers.TanhSign, {"zero": -1}),
+        ],
+    )
+    def test_core_quantizer_classes(self, ste, strict, cls, config):
+        quantizer = weight_quantizer(ste, strict)
+        assert type(quantizer) is cls and quantizer.get_config() == config
+        assert quantizer.precision == 1
 
     def test_unknown_ste(self):
         with pytest.raises(ConfigError, match="identity, sat, tanh"):
-            SignWeight("hard")
+            weight_quantizer("hard")
 
 
 class TestBinaryLinear:
@@ -153,26 +170,28 @@ class TestClipping:
         return model
 
     def test_study_a_clips_every_linear(self):
-        model = clip_weights_(self.model(), 0.5)
+        model = clip_weights_(self.model(), 0.5, select=is_linear)
         assert model[0].weight.abs().max() == 0.5 and model[2].weight.abs().max() == 0.5
         assert model[1].weight.max() == 5.0  # norm parameters are not weights
 
     def test_only_binary(self):
-        model = clip_weights_(self.model(), 1.0, only_binary=True)
+        model = clip_weights_(self.model(), 1.0, select=is_binarized)
         assert model[0].weight.abs().max() == 1.0
         assert model[2].weight.abs().max() > 1.0
 
     def test_clipping_keeps_values_inside(self):
         model = self.model()
         inside = model[0].weight.clamp(-0.5, 0.5)
-        clip_weights_(model, 0.5)
+        clip_weights_(model, 0.5, select=is_linear)
         assert torch.equal(model[0].weight, inside)
 
     def test_positive_clip_value(self):
         with pytest.raises(ConfigError):
-            clip_weights_(self.model(), 0.0)
+            clip_weights_(self.model(), 0.0, select=is_linear)
 
     def test_is_binarized_and_latent_weight(self):
         model = self.model()
         assert [is_binarized(m) for m in model] == [True, False, False]
         assert latent_weight(model[0]) is model[0].weight
+        model[0].kernel_quantizer = quantizers.NoOp(precision=1)  # a reloaded export
+        assert not is_binarized(model[0])

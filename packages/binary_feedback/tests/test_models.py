@@ -19,6 +19,7 @@ from binary_feedback.models import (
     remove_skips,
 )
 from binary_feedback.models.mixer import Patchify
+from bnn_shared import quantizers
 from bnn_shared.errors import ConfigError, ShapeError
 from torch import nn
 
@@ -132,7 +133,9 @@ class TestStudyAMLP:
 
     def test_binarize_last(self):
         model = MLP(16, 3, (8,), binarize=True, binarize_last=True, weight_ste="sat")
-        assert model.output.kernel_quantizer.ste == "sat"
+        quantizer = model.output.kernel_quantizer
+        assert isinstance(quantizer, quantizers.SteSign)  # "sat": strict window, sign(0) = -1
+        assert (quantizer.strict, quantizer.zero) == (True, -1)
         assert MLP(16, 3, (8,), binarize_last=True).output.kernel_quantizer is None
 
     def test_tanh_output_and_float64(self):

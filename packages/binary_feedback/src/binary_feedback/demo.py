@@ -20,8 +20,11 @@ DEMO_COMMAND = (
 
 
 def demo(*, quiet: bool = False) -> list[DemoResult]:
-    """Train the demo MLP with DFA and with DRTP; one row each."""
+    """Train the demo MLP with DFA and with DRTP; one row each, sized by the core's summary."""
+    from bnn_shared.summary import summary
+
     from .experiment import train_model
+    from .exporting import build, model_config
     from .train import parse
 
     rows = []
@@ -31,21 +34,20 @@ def demo(*, quiet: bool = False) -> list[DemoResult]:
             argv = [*shlex.split(DEMO_COMMAND), "--method", method, "--out-dir", out_dir, "--quiet"]
             config, settings = parse(argv)
             final = train_model(config, settings)
-        hidden = config.hidden
-        sizes = [64, *hidden, 10]
-        weights = sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
-        last = sizes[-2] * sizes[-1]  # the output layer stays full precision
-        bn = 2 * sum(hidden)
+        values = model_config(config)
+        # the size of the model the run trains: binary hidden weights, float output and BN
+        size = summary(build("study_a", values), tuple(values["in_shape"]), print_fn=None)
+        hidden = "-".join(map(str, config.hidden))
         rows.append(
             DemoResult(
                 package="binary_feedback",
-                model=f"{method} MLP 64-{'-'.join(map(str, hidden))}-10, binary W+A, BN",
+                model=f"{method} MLP 64-{hidden}-10, binary W+A, BN",
                 dataset="digits",
                 metric="best_test_acc",  # best-epoch test accuracy, the study's metric
                 value=final["test/best_accuracy"],
                 weight_bits="1/32",  # binary hidden weights; full-precision output and BN
-                size_kib=((weights - last) / 8 + 4 * (last + bn)) / 1024,
-                float32_kib=4 * (weights + bn) / 1024,
+                size_kib=size.memory_bytes / 1024,
+                float32_kib=size.float32_bytes / 1024,
                 seconds=time.perf_counter() - start,
             )
         )

@@ -30,11 +30,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
+from bnn_shared.layers import clip_weights_
 from bnn_shared.runner import Context, Experiment, RunSettings, fit
 from torch import Tensor, nn
 
 from . import data
-from .commons.layers import clip_weights_
+from .commons.layers import is_binarized, is_linear
 from .config import StudyAConfig, StudyBConfig, StudyConfig
 from .evaluation import CONFUSION_FILE, MONITOR_SAMPLES, evaluate_model, monitor, write_confusion
 from .models import MLP, MODELS, build_model, remove_skips
@@ -268,7 +269,7 @@ class StudyAExperiment(BinaryFeedbackExperiment):
         return torch.optim.SGD(model.parameters(), lr=self.config.lr, foreach=True)
 
     def clip(self, model: nn.Module) -> None:
-        clip_weights_(model, self.config.weight_clipping)
+        clip_weights_(model, self.config.weight_clipping, select=is_linear)
 
     def train_metrics(self, loss: float, accuracy: float, ctx: Context) -> dict[str, float]:
         """The full training set at the epoch end, batch norm in eval mode (as the study)."""
@@ -338,7 +339,7 @@ class StudyBExperiment(BinaryFeedbackExperiment):
         return cls(model.parameters(), lr=self.config.lr, weight_decay=self.config.wd)
 
     def clip(self, model: nn.Module) -> None:
-        clip_weights_(model, 1.0, only_binary=True)
+        clip_weights_(model, 1.0, select=is_binarized)
 
     def should_stop(self, epoch: int, row: Mapping[str, Any]) -> bool:
         """Once the evaluated loss fell by at most ``early_stopping_delta`` in 4 evaluations."""

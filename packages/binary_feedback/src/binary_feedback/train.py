@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bnn_shared.cli import add_common_arguments, run_cli, run_settings
@@ -46,7 +46,15 @@ from bnn_shared.runner import RunSettings
 from .config import STUDIES, StudyAConfig, StudyBConfig, StudyConfig
 from .experiment import DEFAULT_OUT_DIR, build, train_model
 
-__all__ = ["STUDY_B_FLAGS", "build", "build_parser", "main", "parse", "resolve"]
+__all__ = [
+    "STUDY_B_FLAGS",
+    "build",
+    "build_parser",
+    "config_from_mapping",
+    "main",
+    "parse",
+    "resolve",
+]
 
 
 def _flag(key: str) -> str:
@@ -185,9 +193,29 @@ def resolve(argv: Sequence[str] | None = None) -> StudyConfig:
 
 def _read_config_file(path: str) -> dict[str, Any]:
     """A ``--config`` file's keys as schema keys (``--hidden-act`` -> ``hidden_act``)."""
-    data = {str(key).lstrip("-").replace("-", "_"): value for key, value in load_yaml(path).items()}
+    return _schema_keys(load_yaml(path))
+
+
+def _schema_keys(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    data = {str(key).lstrip("-").replace("-", "_"): value for key, value in mapping.items()}
     data.pop(_RUN_RECORD, None)
     return data
+
+
+def config_from_mapping(mapping: Mapping[str, Any], source: str = "config.yaml") -> StudyConfig:
+    """The validated study config of a run's ``config.yaml`` (already parsed), as
+    ``--config`` would read it without flags: run settings and the runner's ``run`` record are
+    left out, the study is chosen as :func:`parse` does (its ``study`` key, else a ``model``
+    key means B), keys of the other study that hold its defaults are ignored.
+
+    Raises:
+        ConfigError: a value the schema rejects or a key of the other study (naming ``source``).
+    """
+    file = {key: value for key, value in _schema_keys(mapping).items() if key not in _RUN_KEYS}
+    study = _select_study({}, file, [])
+    data = {**_without_other_study_defaults(file, study), "study": study}
+    _check_study_keys(data, study, source)
+    return from_dict(STUDIES.get(study), data, source=source)
 
 
 def _select_study(flags: dict[str, Any], file: dict[str, Any], argv: list[str]) -> str:

@@ -1,4 +1,5 @@
-"""Building blocks shared by both studies: sign activations with STEs, binary layers, norms."""
+"""Building blocks shared by both studies: sign activations (around the core's quantizers),
+binary layers, study A's batch norm."""
 
 from .activations import (
     ACTIVATIONS,
@@ -9,19 +10,16 @@ from .activations import (
     SignUnsat,
     Tanh,
     get_activation,
-    hard_sign,
-    sign_sat,
-    sign_tanh,
-    sign_unsat,
 )
 from .layers import (
     WEIGHT_STES,
     BinaryLinear,
-    SignWeight,
     StudyABatchNorm1d,
-    clip_weights_,
     is_binarized,
+    is_linear,
     latent_weight,
+    weight_quantizer,
+    weight_quantizer_of,
 )
 
 __all__ = [
@@ -33,15 +31,12 @@ __all__ = [
     "SignSat",
     "SignTanh",
     "SignUnsat",
-    "SignWeight",
     "StudyABatchNorm1d",
     "Tanh",
-    "clip_weights_",
     "get_activation",
-    "hard_sign",
     "is_binarized",
+    "is_linear",
     "latent_weight",
-    "sign_sat",
-    "sign_tanh",
-    "sign_unsat",
+    "weight_quantizer",
+    "weight_quantizer_of",
 ]

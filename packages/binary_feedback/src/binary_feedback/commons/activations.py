@@ -1,21 +1,23 @@
 """Activations of both studies: sign with straight-through estimators (STE), tanh, identity.
 
 Every sign here maps 0 to -1: ``sign(x) = +1 if x > 0 else -1`` (spec quirk #21, as in both
-reference implementations). The core's quantizers (``bnn_shared.quantizers.sign`` and
-``ste_sign``) map 0 to +1, and ``ste_sign``'s window is inclusive only, so they cannot give
-study A's values or its strict window; this module therefore defines its own autograd
-function, with the pseudo-gradient chosen per activation:
+reference implementations). The sign activations are modules around the core's quantizer
+functions (:mod:`bnn_shared.quantizers`) with ``zero=-1``; the pseudo-gradient is chosen per
+activation:
 
-========== ========================= =========================================
+========== ========================= ===============================================
 name       forward                   backward (upstream gradient g)
-========== ========================= =========================================
+========== ========================= ===============================================
 signsat    sign(x), sign(0) = -1     g * 1(|x| < 1) (strict, study A) or
-                                     g * 1(|x| <= 1) (``strict=False``, study B)
-sign       sign(x)                   g (identity STE; study B's ``--unsat``)
-signtanh   sign(x)                   g * (1 - tanh(x)^2)
+                                     g * 1(|x| <= 1) (``strict=False``, study B):
+                                     ``quantizers.ste_sign(x, 1.0, zero=-1, strict=...)``
+sign       sign(x)                   g (identity STE; study B's ``--unsat``):
+                                     ``quantizers.sign(x, zero=-1)``
+signtanh   sign(x)                   g * (1 - tanh(x)^2):
+                                     ``quantizers.tanh_sign(x, zero=-1)``
 tanh       tanh(x)                   g * (1 - tanh(x)^2) (autograd)
 id         x                         g
-========== ========================= =========================================
+========== ========================= ===============================================
 
 Each activation module can record, for monitoring, the share of its inputs that lie in the
 saturated region ``|x| >= saturation_threshold`` (1 by default): set ``track_saturation`` to
@@ -28,10 +30,10 @@ and arXiv 2408.04460; the saturated STE is BinaryNet's (Courbariaux, Hubara et a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
+from bnn_shared import quantizers
 from bnn_shared.errors import ConfigError
 from bnn_shared.registry import Registry
 from torch import Tensor, nn
@@ -45,76 +47,7 @@ __all__ = [
     "SignUnsat",
     "Tanh",
     "get_activation",
-    "hard_sign",
-    "sign_sat",
-    "sign_tanh",
-    "sign_unsat",
 ]
-
-PseudoGrad = Callable[[Tensor, Tensor], Tensor]
-
-
-def hard_sign(x: Tensor) -> Tensor:
-    """``+1 where x > 0 else -1`` in ``x``'s dtype (sign(0) = -1); not differentiable."""
-    # sign(x) is in {-1, 0, 1}; shifting by -1/2 sends 0 to -1 and keeps the other signs.
-    # Two passes, the second in place: several times faster on the CPU than a comparison
-    # and a select (this runs on every binary weight at every step).
-    return torch.sign(x).sub_(0.5).sign_()
-
-
-class _SignFunction(torch.autograd.Function):
-    """Forward :func:`hard_sign`, backward ``pseudo_grad(x, g)``."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, pseudo_grad: PseudoGrad) -> Tensor:
-        ctx.save_for_backward(x)
-        ctx.pseudo_grad = pseudo_grad
-        return hard_sign(x)
-
-    @staticmethod
-    def backward(ctx, g: Tensor) -> tuple[Tensor, None]:
-        (x,) = ctx.saved_tensors
-        return ctx.pseudo_grad(x, g), None
-
-
-def _identity_grad(x: Tensor, g: Tensor) -> Tensor:
-    return g
-
-
-def _strict_window_grad(x: Tensor, g: Tensor) -> Tensor:
-    # hardtanh's backward is exactly g * 1(-1 < x < 1), in one fused pass
-    return torch.ops.aten.hardtanh_backward(g, x, -1.0, 1.0)
-
-
-def _inclusive_window_grad(x: Tensor, g: Tensor) -> Tensor:
-    return g.masked_fill(x.abs() > 1, 0.0)
-
-
-def _tanh_grad(x: Tensor, g: Tensor) -> Tensor:
-    return g * (1 - torch.tanh(x) ** 2)
-
-
-def sign_sat(x: Tensor, strict: bool = True) -> Tensor:
-    """Sign with the saturated (hard-tanh) STE.
-
-    Forward ``+1 if x > 0 else -1``; gradient ``g * 1(|x| < 1)`` when ``strict`` (study A's
-    ``signsat``: zero at ``|x| = 1``), ``g * 1(|x| <= 1)`` otherwise (study B's ``Sign``).
-    """
-    return _SignFunction.apply(x, _strict_window_grad if strict else _inclusive_window_grad)
-
-
-def sign_unsat(x: Tensor) -> Tensor:
-    """Sign with the identity STE: forward ``+1 if x > 0 else -1``, gradient ``g``.
-
-    Study A's ``sign`` activation and study B's ``SignUnsat`` (``--unsat``).
-    """
-    return _SignFunction.apply(x, _identity_grad)
-
-
-def sign_tanh(x: Tensor) -> Tensor:
-    """Sign with the tanh-derivative STE: forward ``+1 if x > 0 else -1``, gradient
-    ``g * (1 - tanh(x)^2)`` (study A's ``signtanh``)."""
-    return _SignFunction.apply(x, _tanh_grad)
 
 
 class Activation(nn.Module):
@@ -148,7 +81,7 @@ class Activation(nn.Module):
 
 
 class SignSat(Activation):
-    """Module form of :func:`sign_sat`.
+    """Sign with the saturated (hard-tanh) STE: the core's ``ste_sign`` with sign(0) = -1.
 
     Args:
         strict: gradient window ``|x| < 1`` (True, study A) or ``|x| <= 1`` (False, study B).
@@ -162,28 +95,30 @@ class SignSat(Activation):
         self.strict = bool(strict)
 
     def activate(self, x: Tensor) -> Tensor:
-        return sign_sat(x, self.strict)
+        return quantizers.ste_sign(x, 1.0, zero=-1, strict=self.strict)
 
     def extra_repr(self) -> str:
         return f"strict={self.strict}"
 
 
 class SignUnsat(Activation):
-    """Module form of :func:`sign_unsat` (identity STE)."""
+    """Sign with the identity STE: the core's ``sign`` with sign(0) = -1 (study A's ``sign``,
+    study B's ``--unsat``)."""
 
     precision = 1
 
     def activate(self, x: Tensor) -> Tensor:
-        return sign_unsat(x)
+        return quantizers.sign(x, zero=-1)
 
 
 class SignTanh(Activation):
-    """Module form of :func:`sign_tanh` (tanh-derivative STE)."""
+    """Sign with the tanh-derivative STE: the core's ``tanh_sign`` with sign(0) = -1 (study
+    A's ``signtanh``)."""
 
     precision = 1
 
     def activate(self, x: Tensor) -> Tensor:
-        return sign_tanh(x)
+        return quantizers.tanh_sign(x, zero=-1)
 
 
 class Tanh(Activation, nn.Tanh):

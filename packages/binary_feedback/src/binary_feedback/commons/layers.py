@@ -1,12 +1,16 @@
 """Layers of study A's MLP and the weight binariser shared by both studies.
 
-* :class:`SignWeight`: the weight quantizer ``W_b = sign(W)`` (sign(0) = -1, no scaling
-  factor) with study A's three latent-weight STEs; a core :class:`~bnn_shared.quantizers.
-  Quantizer` of precision 1, so the core's summary and bit-packed export see binary weights.
+* :func:`weight_quantizer`: the weight quantizer ``W_b = sign(W)`` (sign(0) = -1, no scaling
+  factor) with study A's three latent-weight STEs, as the core's quantizer classes
+  (``Sign``, ``SteSign``, ``TanhSign`` with ``zero=-1``, precision 1), so the core's summary
+  and bit-packed export see binary weights.
 * :class:`BinaryLinear`: bias-free Linear with latent weights initialised U(-init, +init).
 * :class:`StudyABatchNorm1d`: study A's batch norm (eps 1e-3 on the biased batch variance,
   running statistics seeded by the first batch).
-* :func:`clip_weights_`: the after-step weight clipping of either study.
+* :func:`is_binarized` tells the layers whose forward weight is the sign of a latent weight.
+  The after-step clipping of either study is the core's
+  :func:`bnn_shared.layers.clip_weights_` (study A: ``select=is_linear``, every Linear's
+  weight to ``weight_clipping``; study B: ``select=is_binarized``, to [-1, 1]).
 
 References: Crulis, Serres, de Runz, Venturini, ACM SAC 2023 (study A) and arXiv 2408.04460
 (study B).
@@ -14,59 +18,53 @@ References: Crulis, Serres, de Runz, Venturini, ACM SAC 2023 (study A) and arXiv
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
-from bnn_shared.errors import ConfigError
-from bnn_shared.layers import QuantLinear
+from bnn_shared import quantizers
+from bnn_shared.layers import QuantLinear, latent_weight
 from bnn_shared.quantizers import Quantizer
+from bnn_shared.registry import Registry
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
-
-from .activations import sign_sat, sign_tanh, sign_unsat
 
 __all__ = [
     "WEIGHT_STES",
     "BinaryLinear",
-    "SignWeight",
     "StudyABatchNorm1d",
-    "clip_weights_",
     "is_binarized",
+    "is_linear",
     "latent_weight",
+    "weight_quantizer",
+    "weight_quantizer_of",
 ]
 
-#: Latent-weight straight-through estimators (study A's ``--weight-ste``).
-WEIGHT_STES = ("identity", "sat", "tanh")
+#: Latent-weight straight-through estimators (study A's ``--weight-ste``): each builds the
+#: core quantizer of ``sign(W)`` (sign(0) = -1) given the ``strict`` window of ``sat``.
+WEIGHT_STES: Registry[Callable[[bool], Quantizer]] = Registry("weight STE", flag="--weight-ste")
+WEIGHT_STES.register("identity", lambda strict: quantizers.Sign(zero=-1))
+WEIGHT_STES.register("sat", lambda strict: quantizers.SteSign(1.0, zero=-1, strict=strict))
+WEIGHT_STES.register("tanh", lambda strict: quantizers.TanhSign(zero=-1))
 
 
-class SignWeight(Quantizer):
-    """Binary weights ``W_b = +1 if W > 0 else -1`` with a pseudo-gradient to the latent ``W``.
+def weight_quantizer(ste: str = "identity", strict: bool = True) -> Quantizer:
+    """The binary weight quantizer ``W_b = +1 if W > 0 else -1`` with a latent-weight STE.
 
     Pseudo-gradients (upstream gradient g): ``identity``: g (study A's default, used in the
-    paper); ``sat``: ``g * 1(|W| < 1)`` when ``strict``, ``g * 1(|W| <= 1)`` otherwise (study B
-    binarises weights with its activation sign, whose window is inclusive: with weights
-    clipped to [-1, 1] this is the identity); ``tanh``: ``g * (1 - tanh(W)^2)``.
+    paper; ``quantizers.Sign(zero=-1)``); ``sat``: ``g * 1(|W| < 1)`` when ``strict``,
+    ``g * 1(|W| <= 1)`` otherwise (``quantizers.SteSign(1.0, zero=-1, strict=strict)``; study
+    B binarises weights with its activation sign, whose window is inclusive: with weights
+    clipped to [-1, 1] this is the identity); ``tanh``: ``g * (1 - tanh(W)^2)``
+    (``quantizers.TanhSign(zero=-1)``). Every one has precision 1.
 
     Args:
         ste: one of ``identity``, ``sat``, ``tanh``. Default ``identity``.
         strict: window of ``sat``: ``|W| < 1`` (True) or ``|W| <= 1`` (False). Default True.
 
     Raises:
-        ConfigError: unknown ``ste``.
+        ConfigError: unknown ``ste`` (the message lists the known ones).
     """
-
-    precision = 1
-
-    def __init__(self, ste: str = "identity", strict: bool = True) -> None:
-        super().__init__()
-        if ste not in WEIGHT_STES:
-            raise ConfigError(f"unknown weight STE {ste!r}; available: {', '.join(WEIGHT_STES)}")
-        self.ste = ste
-        self.strict = bool(strict)
-
-    def forward(self, w: Tensor) -> Tensor:
-        if self.ste == "sat":
-            return sign_sat(w, self.strict)
-        return sign_tanh(w) if self.ste == "tanh" else sign_unsat(w)
+    return WEIGHT_STES.get(ste)(bool(strict))
 
 
 class BinaryLinear(QuantLinear):
@@ -101,12 +99,22 @@ class BinaryLinear(QuantLinear):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        quantizer = SignWeight(weight_ste) if binarize else None
+        quantizer = weight_quantizer(weight_ste) if binarize else None
         super().__init__(in_features, out_features, bias, device, dtype, kernel_quantizer=quantizer)
         if init is not None:
             nn.init.uniform_(self.weight, -init, init)
             if self.bias is not None:
                 nn.init.zeros_(self.bias)
+
+    @property
+    def weight_precision(self) -> int:
+        """Bits per value of :meth:`quantized_weight`: the kernel quantizer's precision, or,
+        when study B binarised this layer by a parametrization of ``weight``, that
+        quantizer's (1); 32 for a float weight."""
+        parametrized = weight_quantizer_of(self)
+        if self.kernel_quantizer is None and parametrized is not None:
+            return int(parametrized.precision)
+        return self.kernel_precision
 
 
 class StudyABatchNorm1d(nn.Module):
@@ -172,47 +180,30 @@ class StudyABatchNorm1d(nn.Module):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
 
-def latent_weight(module: nn.Module) -> Tensor:
-    """The float weight the optimizer updates: ``parametrizations.weight.original`` for a
-    parametrised weight (study B's binarisation), ``weight`` otherwise."""
-    if parametrize.is_parametrized(module, "weight"):
-        return module.parametrizations["weight"].original
-    return module.weight
+def weight_quantizer_of(module: nn.Module) -> Quantizer | None:
+    """The quantizer that makes the module's forward weight from a latent one: its
+    ``kernel_quantizer`` (:class:`BinaryLinear`) or a quantizer parametrization of ``weight``
+    (:func:`binary_feedback.utils.binary.binarize_weights`); None for a float weight."""
+    kernel = getattr(module, "kernel_quantizer", None)
+    if isinstance(kernel, Quantizer):
+        return kernel
+    chain = getattr(getattr(module, "parametrizations", None), "weight", None)
+    found = [p for p in chain if isinstance(p, Quantizer)] if chain is not None else []
+    return found[-1] if found else None
 
 
 def is_binarized(module: nn.Module) -> bool:
-    """Whether the module's forward weight is ``sign`` of a latent weight: a layer with a
-    :class:`SignWeight` kernel quantizer (:class:`BinaryLinear`) or a :class:`SignWeight`
-    parametrization on ``weight`` (:func:`binary_feedback.utils.binary.binarize_weights`)."""
-    if isinstance(getattr(module, "kernel_quantizer", None), SignWeight):
-        return True
-    if not parametrize.is_parametrized(module, "weight"):
-        return False
-    return any(isinstance(p, SignWeight) for p in module.parametrizations["weight"])
+    """Whether the module's forward weight is ``sign`` of a latent weight: a 1-bit weight
+    quantizer (see :func:`weight_quantizer_of`) other than the core's ``NoOp``, which a
+    reloaded export holds over weights that already are +-1."""
+    quantizer = weight_quantizer_of(module)
+    return (
+        quantizer is not None
+        and not isinstance(quantizer, quantizers.NoOp)
+        and int(quantizer.precision) == 1
+    )
 
 
-def clip_weights_(
-    model: nn.Module, clip_value: float = 1.0, only_binary: bool = False
-) -> nn.Module:
-    """Clamp latent weights in place to ``[-clip_value, clip_value]`` (call after each step).
-
-    Study A clips every Linear's weight, continuous ones included (``only_binary=False``,
-    ``clip_value = --weight-clipping``); study B clips only the latent weights of binarised
-    layers to [-1, 1] (``only_binary=True``), see :func:`is_binarized`. Biases and norm
-    parameters are never clipped.
-
-    Returns:
-        ``model``, for chaining.
-
-    Raises:
-        ConfigError: ``clip_value`` is not positive.
-    """
-    if clip_value <= 0:
-        raise ConfigError(f"weight clipping must be positive, got {clip_value!r}")
-    selected = is_binarized if only_binary else (lambda m: isinstance(m, nn.Linear))
-    weights = [latent_weight(module) for module in model.modules() if selected(module)]
-    if weights:
-        with torch.no_grad():
-            torch._foreach_clamp_min_(weights, -clip_value)
-            torch._foreach_clamp_max_(weights, clip_value)
-    return model
+def is_linear(module: nn.Module) -> bool:
+    """Study A's clipping selection: every Linear, binarised or continuous."""
+    return isinstance(module, nn.Linear)

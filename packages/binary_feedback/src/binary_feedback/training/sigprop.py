@@ -4,10 +4,11 @@ error-modulated forward pass, without any backward pass through the hidden layer
 from __future__ import annotations
 
 import torch
+from bnn_shared.layers import latent_weight
 from bnn_shared.quantizers import Quantizer
 from torch import Tensor, nn
 
-from ..commons import Activation, StudyABatchNorm1d, latent_weight
+from ..commons import Activation, StudyABatchNorm1d
 from .base import (
     WEIGHT_TYPES,
     Rule,

@@ -7,6 +7,8 @@ from .binary import (
     binarize_weights,
     binary_layers,
     clip_binary_weights_,
+    quantized_weight,
+    weight_precision,
 )
 
 __all__ = [
@@ -16,4 +18,6 @@ __all__ = [
     "binarize_weights",
     "binary_layers",
     "clip_binary_weights_",
+    "quantized_weight",
+    "weight_precision",
 ]

@@ -1,12 +1,15 @@
 """Study B's binarisation of any model: binary weights by parametrization, sign activations.
 
-* :func:`binarize_weights` registers ``SignWeight(ste="sat", strict=False)`` as a
-  parametrization of the ``weight`` of every Linear / Conv1d / Conv2d except the layers kept
-  full precision (the first and the last, per model, see :mod:`binary_feedback.models`). The
-  forward weight is ``sign(W)`` (exactly +-1, sign(0) = -1, no scaling factor), the latent
-  ``W`` lives in ``parametrizations.weight.original`` and gets ``g * 1(|W| <= 1)``, which is
-  the identity STE while the weights are clipped to [-1, 1] (:func:`clip_binary_weights_`).
-  Biases, BatchNorm and LayerNorm stay float.
+* :func:`binarize_weights` registers the core's ``SteSign(1.0, zero=-1, strict=False)``
+  (``weight_quantizer("sat", strict=False)``) as a parametrization of the ``weight`` of every
+  Linear / Conv1d / Conv2d except the layers kept full precision (the first and the last,
+  per model, see :mod:`binary_feedback.models`). The forward weight ``module.weight`` is
+  ``sign(W)`` (exactly +-1, sign(0) = -1, no scaling factor), the latent ``W`` lives in
+  ``parametrizations.weight.original`` and gets ``g * 1(|W| <= 1)``, which is the identity
+  STE while the weights are clipped to [-1, 1] (:func:`clip_binary_weights_`, the core's
+  ``clip_weights_``). Biases, BatchNorm and LayerNorm stay float. The core's summary and
+  bit-packed export read the parametrization (1 bit); :func:`quantized_weight` and
+  :func:`weight_precision` give any layer's forward weight and its bits.
 * :func:`binarize_activations` swaps every activation module listed in
   :data:`BINARIZED_ACTIVATIONS` for a sign with the saturated STE (or the identity STE with
   ``unsat``). Only modules are swapped: functional activations and residual sums stay real.
@@ -19,11 +22,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bnn_shared.errors import ConfigError
-from torch import nn
+from bnn_shared.layers import clip_weights_
+from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ..commons.activations import SignSat, SignUnsat
-from ..commons.layers import SignWeight, clip_weights_, is_binarized
+from ..commons.layers import is_binarized, weight_quantizer, weight_quantizer_of
 
 __all__ = [
     "BINARIZED_ACTIVATIONS",
@@ -32,6 +36,8 @@ __all__ = [
     "binarize_weights",
     "binary_layers",
     "clip_binary_weights_",
+    "quantized_weight",
+    "weight_precision",
 ]
 
 #: Layer types whose weight :func:`binarize_weights` binarises.
@@ -52,10 +58,6 @@ BINARIZED_ACTIVATIONS = (
     nn.RReLU,
     nn.SiLU,
 )
-
-
-def _one_bit_original() -> dict[str, int]:
-    return {"original": 1}
 
 
 def binarize_weights(model: nn.Module, keep_fp: Iterable[str] = ()) -> list[str]:
@@ -79,9 +81,8 @@ def binarize_weights(model: nn.Module, keep_fp: Iterable[str] = ()) -> list[str]
     names = []
     for name, module in modules.items():
         if isinstance(module, BINARIZED_WEIGHTS) and name not in keep and not is_binarized(module):
-            parametrize.register_parametrization(module, "weight", SignWeight("sat", strict=False))
-            # The core's summary reads param_precisions(): the latent weight ships as 1 bit.
-            module.parametrizations["weight"].param_precisions = _one_bit_original
+            quantizer = weight_quantizer("sat", strict=False)
+            parametrize.register_parametrization(module, "weight", quantizer)
             names.append(name)
     return names
 
@@ -116,5 +117,21 @@ def binary_layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def clip_binary_weights_(model: nn.Module) -> nn.Module:
-    """Clamp the latent weights of the binarised layers to [-1, 1] (study B, after each step)."""
-    return clip_weights_(model, 1.0, only_binary=True)
+    """Clamp the latent weights of the binarised layers to [-1, 1] (study B, after each step):
+    the core's ``clip_weights_(model, 1.0, select=is_binarized)``."""
+    return clip_weights_(model, 1.0, select=is_binarized)
+
+
+def quantized_weight(module: nn.Module) -> Tensor:
+    """The weight the module's forward pass uses: ``quantized_weight()`` of a quant layer
+    (:class:`~binary_feedback.commons.layers.BinaryLinear`), else ``module.weight``, which for
+    a layer binarised by :func:`binarize_weights` is the parametrization's ``sign(W)``
+    (differentiable; call under ``torch.no_grad()`` to read it)."""
+    method = getattr(module, "quantized_weight", None)
+    return method() if callable(method) else module.weight
+
+
+def weight_precision(module: nn.Module) -> int:
+    """Bits per value of :func:`quantized_weight`: 1 for a binarised layer, 32 otherwise."""
+    quantizer = weight_quantizer_of(module)
+    return 32 if quantizer is None else int(quantizer.precision)
