@@ -185,11 +185,7 @@ def train_run(command: str, out_dir: Path) -> Path:
     return out_dir
 
 
-@pytest.mark.parametrize(
-    "command",
-    [RUN_A, pytest.param(RUN_B, marks=pytest.mark.slow)],
-    ids=["study_a", "study_b_smallcnn"],
-)
+@pytest.mark.parametrize("command", [RUN_A, RUN_B], ids=["study_a", "study_b_smallcnn"])
 def test_export_command_verifies_a_trained_run(command, tmp_path, capsys):
     run_dir = train_run(command, tmp_path / "run")
     capsys.readouterr()
