@@ -142,8 +142,9 @@ def _tensor_bytes(state: dict) -> tuple[int, int]:
 def test_file_size_against_the_summary(tmp_path):
     """pMNIST HadamRNN (n = 512): the stored values are exactly the summary's memory
     (512 sign bits, 4-bit U and V, float32 biases: 4968 bytes); the file adds the codebooks
-    of U, V and s (float32 distinct values, at most 136 bytes) and torch.save's zip container (under 4.5 KiB for these five
-    entries), so it is larger than the summary by more than 5 %."""
+    of U, V and s (float32 distinct values, at most 136 bytes) and torch.save's zip container
+    (under 4.5 KiB for these five entries), so it is larger than the summary by more than
+    5 %."""
     model, name, config, _ = _model("hadamrnn", hidden=512)
     result = summary(model, (784, 1), print_fn=None)
     assert result.memory_bytes == 4968

@@ -5,11 +5,24 @@ config, or a ``--save-network`` ``.pth`` with ``--config``), calibrates ``max |x
 recurrence's input) and ``max |h|`` (every hidden state) on training batches, then evaluates
 with the input and the hidden state quantized to each bit width after every step (sequential
 engine) and prints the metric per bit width next to the float model's.
+
+``--integer`` also builds, for each bit width, the integer-only model
+(:class:`~hadamrnn.integer.IntegerHadamRNN`: integer weights, activations and fixed-point
+scales, the calibrated maxima rounded up to powers of two) and prints one ``integer`` line
+per bit width: the metric of the fake-quantized float32 model with those power-of-two scales
+(``fake``), the integer model's, and on how many inputs their predictions agree;
+``--reference`` adds the agreement with the float64 fixed-point reference
+(:meth:`~hadamrnn.integer.IntegerHadamRNN.reference`, equal by construction), ``--csv FILE``
+writes the lines as a CSV and ``--out FILE`` writes the integer model of the one ``--bits``
+value (read it back with :func:`hadamrnn.integer.load_integer_model`).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,16 +31,18 @@ from bnn_shared.cli import add_common_arguments, run_cli
 from bnn_shared.config import from_dict
 from bnn_shared.data.splits import batches
 from bnn_shared.errors import CheckpointError, ConfigError
+from bnn_shared.tracking import atomic_write_text
 from bnn_shared.utils import parse_device
 
 from .config import Config, load, lower_keys
 from .dataset_tools import load_splits
 from .extra_layers import ActivationQuantizer
 from .getters import get_loss, get_metric, get_model
+from .integer import IntegerHadamRNN, power_of_two_at_least
 from .models import LinearRNN
 from .training import evaluate
 
-__all__ = ["calibrate", "quantized_metrics", "main"]
+__all__ = ["calibrate", "integer_rows", "quantized_metrics", "main"]
 
 
 def _load(checkpoint: Path, config: str | None) -> tuple[Config, dict]:
@@ -93,6 +108,113 @@ def quantized_metrics(
     return rows
 
 
+def _predictions(logits: torch.Tensor) -> torch.Tensor:
+    return (logits[..., 0] > 0).long() if logits.shape[-1] == 1 else logits.argmax(-1)
+
+
+def _power_of_two_quantizer(quantizer: ActivationQuantizer) -> ActivationQuantizer:
+    fixed = ActivationQuantizer(quantizer.bits)
+    fixed.max_abs.fill_(power_of_two_at_least(float(quantizer.max_abs)))
+    return fixed
+
+
+@torch.no_grad()
+def integer_rows(
+    model: LinearRNN,
+    splits,
+    cfg: Config,
+    bit_widths: Sequence[int],
+    split: str = "test",
+    calibration_batches: int | None = 10,
+    *,
+    reference: bool = False,
+) -> tuple[list[dict], dict[int, IntegerHadamRNN]]:
+    """For each bit width: the integer model and its agreement with the fake-quantized
+    float32 model (same power-of-two scales) on ``split`` (CPU).
+
+    Returns the rows (bits, scales, shifts, ``<split>/accuracy_fake``,
+    ``<split>/accuracy_integer`` with a metric, ``inputs``, ``agree``, and with ``reference``
+    ``agree_reference``) and the integer models by bit width.
+    """
+    model = model.cpu().eval()
+    metric = get_metric(cfg)
+    data = getattr(splits, split)
+    size = cfg.train.val_batch_size or max(1, math.ceil(len(data) / 10))
+    rows, models = [], {}
+    for bits in bit_widths:
+        x_q, h_q = calibrate(model, splits.train, cfg, bits, "cpu", calibration_batches)
+        x_q, h_q = _power_of_two_quantizer(x_q), _power_of_two_quantizer(h_q)
+        integer = IntegerHadamRNN.from_model(
+            model,
+            input_bits=bits,
+            state_bits=bits,
+            input_max=float(x_q.max_abs),
+            state_max=float(h_q.max_abs),
+        )
+        models[bits] = integer
+        ref = integer.reference(model) if reference else None
+        counts = {"inputs": 0, "agree": 0, "agree_reference": 0, "fake": 0.0, "integer": 0.0}
+        for x, y in batches(data, size):
+            fake = model(x, input_quantizer=x_q, state_quantizer=h_q)
+            logits = integer.integer_logits(x)
+            predicted = _predictions(logits)
+            counts["inputs"] += predicted.numel()
+            counts["agree"] += int((_predictions(fake) == predicted).sum())
+            if ref is not None:
+                out = ref[0](_as_double(x), input_quantizer=ref[1], state_quantizer=ref[2])
+                counts["agree_reference"] += int((_predictions(out) == predicted).sum())
+            if metric is not None:
+                counts["fake"] += float(metric(fake, y))
+                counts["integer"] += float(metric(logits, y))
+        rows.append(_integer_row(integer, bits, split, counts, metric is not None, reference))
+    return rows, models
+
+
+def _as_double(x: torch.Tensor) -> torch.Tensor:
+    return x.double() if x.is_floating_point() else x
+
+
+def _integer_row(integer, bits, split, counts, with_metric, reference) -> dict:
+    meta = integer.meta
+    row = {
+        "bits": bits,
+        "scale_x": meta["input_scale"],
+        "scale_h": meta["state_scale"],
+        "shift": meta["shift"],
+        "logit_shift": meta["logit_shift"],
+    }
+    if with_metric:
+        row[f"{split}/accuracy_fake"] = counts["fake"] / max(counts["inputs"], 1)
+        row[f"{split}/accuracy_integer"] = counts["integer"] / max(counts["inputs"], 1)
+    row["inputs"], row["agree"] = counts["inputs"], counts["agree"]
+    if reference:
+        row["agree_reference"] = counts["agree_reference"]
+    return row
+
+
+def _format(row: dict) -> str:
+    return "  ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+
+
+def _check_outputs(args) -> None:
+    """Refuse bad ``--out`` / ``--csv`` values before any work."""
+    if args.out is not None and len(args.bits) != 1:
+        raise ConfigError("--out writes one integer model: give exactly one --bits value")
+    for flag, path in (("--out", args.out), ("--csv", args.csv)):
+        if path is not None and path.exists() and not path.is_file():
+            raise ConfigError(f"{flag} {path} is not a file")
+        if path is not None and not path.parent.is_dir():
+            raise ConfigError(f"{flag} {path}: the directory {path.parent} does not exist")
+
+
+def _csv_text(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hadamrnn.ptq", description=__doc__)
     parser.add_argument("--checkpoint", required=True, type=Path, help="best.pt, .pth, ...")
@@ -101,8 +223,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", choices=("val", "test"), default="test")
     parser.add_argument("--calibration-batches", type=int, default=10)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--integer", action="store_true", help="also the integer-only model")
+    parser.add_argument(
+        "--reference", action="store_true", help="with --integer: check the float64 reference"
+    )
+    parser.add_argument("--out", type=Path, help="write the integer model (one --bits value)")
+    parser.add_argument("--csv", type=Path, help="write the integer lines as a CSV")
     add_common_arguments(parser, tracking=False, runtime=False)
     args = parser.parse_args(argv)
+    _check_outputs(args)
     cfg, state = _load(args.checkpoint, args.config)
     device = parse_device(args.device)
     model = get_model(cfg).to(device)
@@ -112,17 +241,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"{args.checkpoint} does not fit the config: {exc}") from exc
+    integer = args.integer or args.out is not None or args.csv is not None
+    if integer:  # refuse a model or bits the integer path cannot take before any work
+        for bits in args.bits:
+            IntegerHadamRNN.from_model(
+                model.cpu(), input_bits=bits, state_bits=bits, input_max=1, state_max=1
+            )
+        model.to(device)
     splits = load_splits(cfg.dataset, args.data_dir, args.download)
     if args.split == "test" and not splits.test_labels:
         args.split = "val"  # GLUE: test labels are hidden
     for row in quantized_metrics(
         model, splits, cfg, args.bits, device, args.split, args.calibration_batches
     ):
-        print(
-            "  ".join(
-                f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
-            )
-        )
+        print(_format(row))
+    if not integer:
+        return 0
+    rows, models = integer_rows(
+        model,
+        splits,
+        cfg,
+        args.bits,
+        args.split,
+        args.calibration_batches,
+        reference=args.reference,
+    )
+    for row in rows:
+        print("integer  " + _format(row))
+    if args.csv is not None:
+        atomic_write_text(args.csv, _csv_text(rows))
+    if args.out is not None:
+        models[args.bits[0]].save(args.out)
+        print(f"integer model: {args.out}")
     return 0
 
 
