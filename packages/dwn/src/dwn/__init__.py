@@ -12,6 +12,10 @@ Networks of n-input lookup tables trained end to end with the Extended Finite Di
   ``quantizers.SteHeaviside(clip_value=None)``);
 * :mod:`~dwn.export` / :mod:`~dwn.compiled`: ``export(model, encoder, path)`` and
   ``load_compiled(path)``, an integer-and-bits-only runner with identical predictions;
+* :mod:`~dwn.exporting`: the ``bnn_shared.models`` entry point, so that
+  ``python -m bnn_shared.export RUN_DIR`` ships the thermometer and the LUT network as the
+  core's bit-packed file (1-bit tables, ``ceil(log2(I))``-bit wiring) and
+  ``bnn_shared.export.load`` rebuilds it;
 * :mod:`~dwn.config`, :mod:`~dwn.datasets`, :mod:`~dwn.experiment`: ``TrainConfig``, the
   ``jsc`` dataset (registered with the core), ``DWNExperiment`` and ``train_model(cfg, ...)``,
   trained by the core runner; :mod:`~dwn.train` is the command line
