@@ -22,7 +22,7 @@ from bnn_shared.cli import run_cli
 from bnn_shared.errors import CheckpointError, ConfigError
 from bnn_shared.export.__main__ import main as export_main
 from bnn_shared.summary import summary
-from bnn_shared.testing import assert_bad_input
+from bnn_shared.testing import assert_bad_input, single_thread
 from torch import nn
 
 A = {"dataset": "digits", "hidden": [32, 16], "init": 1e-3, "batch_size": 32}
@@ -45,6 +45,13 @@ RUN_A = "--dataset digits --bn --binarize --hidden-act signsat --hidden 32,16 --
 RUN_B = "--dataset digits --model SmallCNN --binary-act --binary-weights --bs 64 --test-set"
 COMMON = "--epochs 1 --seed 0 --device cpu --quiet"
 DIGITS_TEST = 359
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small models run fastest on one thread, and steadily on a busy machine."""
+    with single_thread():
+        yield
 
 
 def trained(config, steps: int = 2):

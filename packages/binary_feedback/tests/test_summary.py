@@ -17,6 +17,7 @@ from binary_feedback.models import MODELS
 from binary_feedback.utils.binary import quantized_weight, weight_precision
 from bnn_shared.layers import latent_weight
 from bnn_shared.summary import summary
+from bnn_shared.testing import single_thread
 from torch import nn
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -29,6 +30,13 @@ STUDY_B = {
     "MLPMixer": 16,
 }
 PAPER_MLP = {"bn": True, "binarize": True, "hidden_act": "signsat", "init": 1e-3}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small models run fastest on one thread, and steadily on a busy machine."""
+    with single_thread():
+        yield
 
 
 def study_a(dataset: str = "mnist", **options):
