@@ -33,10 +33,10 @@ ALLOWED = {
 def _definitions(tree: ast.AST):
     """Functions, and classes that are autograd functions (a quantizer's usual shape)."""
     for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            yield node
-        elif isinstance(node, ast.ClassDef) and any(
-            ast.unparse(base).endswith("Function") for base in node.bases
+        if (
+            isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            or isinstance(node, ast.ClassDef)
+            and any(ast.unparse(base).endswith("Function") for base in node.bases)
         ):
             yield node
 

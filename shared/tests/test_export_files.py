@@ -92,7 +92,9 @@ class TestIndices:
 
     def test_one_hot(self):
         values = torch.tensor([2, 0, 2, 1])
-        decoded = export.unpack_tensor(export.pack_indices(Indices(values, 3, one_hot=True), torch.float32))
+        decoded = export.unpack_tensor(
+            export.pack_indices(Indices(values, 3, one_hot=True), torch.float32)
+        )
         assert decoded.shape == (3, 4) and torch.equal(decoded.argmax(0), values)
         assert decoded.sum().item() == 4
 
@@ -143,7 +145,12 @@ class TestLoad:
         model = toy_model().eval()
         path = export.save_binary(model, tmp_path / "m.bnn", package="toypkg", config={"seed": 0})
         header = export.read_header(path)
-        assert header == {"package": "toypkg", "model_class": "Sequential", "config": {"seed": 0}, "version": 2}
+        assert header == {
+            "package": "toypkg",
+            "model_class": "Sequential",
+            "config": {"seed": 0},
+            "version": 2,
+        }
         loaded = export.load(path)
         x = torch.randn(4, 11)
         assert not loaded.training and torch.equal(loaded(x), model(x))
@@ -159,7 +166,9 @@ class TestLoad:
             export.load(path)
 
     def test_unknown_model_class(self, api, tmp_path):
-        path = export.save_binary(toy_model(), tmp_path / "m.bnn", package="toypkg", model_class="Other")
+        path = export.save_binary(
+            toy_model(), tmp_path / "m.bnn", package="toypkg", model_class="Other"
+        )
         with pytest.raises(CheckpointError, match="cannot build 'Other'"):
             export.load(path)
 
@@ -179,7 +188,9 @@ def write_run(run_dir: Path, package: str | None = "toypkg", seed: int = 0) -> N
 
 
 def files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 class TestCommand:

@@ -218,3 +218,14 @@ class TestClipWeightsSelect:
     def test_bad_clip_value(self, bad):
         with pytest.raises(ConfigError, match="clip_value"):
             clip_weights_(nn.Linear(2, 2), bad)
+
+
+def test_clip_weights_catches_a_parametrized_quant_layer_without_kernel_quantizer():
+    from torch.nn.utils import parametrize
+
+    layer = QuantLinear(3, 2)
+    with torch.no_grad():
+        layer.weight.fill_(2.0)
+    parametrize.register_parametrization(layer, "weight", quantizers.SteSign())
+    clip_weights_(layer)
+    assert layer.parametrizations.weight.original.max().item() == 1.0

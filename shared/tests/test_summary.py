@@ -145,3 +145,35 @@ class TestOtherQuantizedLayers:
         assert [layer.name for layer in stats.layers] == ["W.0", "W.1"]
         assert stats.total_params == 18 + 3 + 6 + 2 and stats.total_macs == 0
         assert stats.layers[0].output_shape is None
+
+
+class TestInputPrecisionFromTheProducer:
+    def test_a_sign_activation_module_makes_the_next_layers_macs_binary(self):
+        from bnn_shared import quantizers
+
+        class SignAct(nn.Module):
+            precision = 1
+
+            def forward(self, x):
+                return quantizers.sign(x)
+
+        model = nn.Sequential(
+            nn.Linear(8, 4),
+            SignAct(),
+            nn.Flatten(),
+            QuantLinear(4, 2, kernel_quantizer="ste_sign"),
+            nn.Linear(2, 2),
+        )
+        stats = summary(model, (8,), print_fn=None)
+        by_name = {layer.name: layer for layer in stats.layers}
+        assert by_name["3"].input_precision == 1 and by_name["3"].macs == {1: 8}
+        assert by_name["0"].macs == {32: 32} and by_name["4"].macs == {32: 4}
+
+    def test_parametrization_wins_over_a_quant_layers_float_kernel(self):
+        from bnn_shared import quantizers
+        from torch.nn.utils import parametrize
+
+        layer = QuantLinear(4, 2, bias=False)
+        parametrize.register_parametrization(layer, "weight", quantizers.SteSign())
+        stats = summary(nn.Sequential(layer), (4,), print_fn=None)
+        assert stats.params == {1: 8}

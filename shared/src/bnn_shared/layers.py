@@ -265,11 +265,15 @@ def latent_weight(module: nn.Module) -> Tensor:
 def _has_latent_quantized_weight(module: nn.Module) -> bool:
     """A quant layer with a kernel quantizer other than NoOp, or a weight parametrized by a
     quantizer: a layer whose ``weight`` is a latent float weight."""
-    if isinstance(module, QuantLayerMixin):
-        quantizer = module.kernel_quantizer
-        return quantizer is not None and not isinstance(quantizer, quantizers.NoOp)
     chain = getattr(getattr(module, "parametrizations", None), "weight", None)
-    return chain is not None and any(isinstance(p, Quantizer) for p in chain)
+    if chain is not None and any(
+        isinstance(p, Quantizer) and not isinstance(p, quantizers.NoOp) for p in chain
+    ):
+        return True
+    quantizer = (
+        getattr(module, "kernel_quantizer", None) if isinstance(module, QuantLayerMixin) else None
+    )
+    return quantizer is not None and not isinstance(quantizer, quantizers.NoOp)
 
 
 def clip_weights_(

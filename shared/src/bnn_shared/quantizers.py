@@ -317,9 +317,7 @@ def ste_heaviside(
     Neurons", arXiv 1308.3432.
     """
     _check_zero(zero, (0, 1))
-    return _PseudoGradient.apply(
-        x, lambda v: heaviside(v, zero), _clipped_grad(clip_value, strict)
-    )
+    return _PseudoGradient.apply(x, lambda v: heaviside(v, zero), _clipped_grad(clip_value, strict))
 
 
 def ste_tern(

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -206,13 +207,18 @@ def summary(
     inputs = _make_inputs(model, input_size, input_data, dtypes, batch_size)
     owned = _owned_quantizers(model)
     records: dict[str, LayerStats] = {}
+    seen = _Precisions()
     handles = []
     reported = []
     for name, module in model.named_modules():
-        if id(module) in owned or not _is_reported(module):
+        if id(module) in owned:
+            continue
+        handles.append(module.register_forward_hook(seen.note))
+        if not _is_reported(module):
             continue
         reported.append((name or "model", module))
-        handles.append(module.register_forward_hook(_hook(name or "model", module, records)))
+        hook = _hook(name or "model", module, records, seen)
+        handles.append(module.register_forward_hook(hook, prepend=True))
     was_training = model.training
     model.eval()
     try:
@@ -295,29 +301,67 @@ def _is_reported(module: nn.Module) -> bool:
 def _param_precisions(module: nn.Module) -> dict[str, int]:
     declared = dict(module.param_precisions()) if hasattr(module, "param_precisions") else {}
     kernel = getattr(module, "kernel_quantizer", None)
-    if "weight" not in declared:
-        if isinstance(kernel, Quantizer):
-            declared["weight"] = int(kernel.precision)
-        elif isinstance(getattr(module, "weight_precision", None), int):
-            declared["weight"] = int(module.weight_precision)
+    if "weight" not in declared and isinstance(kernel, Quantizer):
+        declared["weight"] = int(kernel.precision)
     for tensor_name, chain in getattr(module, "parametrizations", {}).items():
         found = [p for p in chain if isinstance(p, Quantizer)]
         if found and tensor_name not in declared:
             declared[tensor_name] = int(found[-1].precision)
+    if "weight" not in declared and isinstance(getattr(module, "weight_precision", None), int):
+        declared["weight"] = int(module.weight_precision)
     return declared
 
 
-def _input_precision(module: nn.Module) -> int | None:
+def _input_precision(module: nn.Module, fed: int | None = None) -> int | None:
+    """The layer's input_quantizer's precision; else ``fed``, the precision of the module
+    whose output the layer reads (a sign activation module with ``precision = 1``); else 32
+    for the layers that count MACs."""
     quantizer = getattr(module, "input_quantizer", None)
     if isinstance(quantizer, Quantizer):
         return int(quantizer.precision)
     if isinstance(module, _LINEAR_TYPES + _CONV_TYPES) or hasattr(module, "summary_macs"):
-        return 32
+        return fed or 32
     return None
 
 
-def _layer_stats(name: str, module: nn.Module, shape: tuple[int, ...] | None) -> LayerStats:
-    stats = LayerStats(name, type(module).__name__, _input_precision(module), shape)
+#: Modules whose output keeps the precision of their input (reshapes, max-pooling).
+_PRECISION_KEEPING = (
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Identity,
+    nn.Dropout,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+)
+
+
+class _Precisions:
+    """Precision of the tensors produced during the summary's forward pass, by identity
+    (the tensors are kept alive, so that an id is not reused)."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, tuple[torch.Tensor, int]] = {}
+
+    def of(self, inputs: tuple) -> int | None:
+        first = inputs[0] if inputs else None
+        entry = self.by_id.get(id(first)) if isinstance(first, torch.Tensor) else None
+        return entry[1] if entry is not None else None
+
+    def note(self, module: nn.Module, inputs: tuple, output: Any) -> None:
+        if not isinstance(output, torch.Tensor):
+            return
+        precision = getattr(module, "precision", None)
+        if isinstance(module, _PRECISION_KEEPING):
+            precision = self.of(inputs)
+        if isinstance(precision, int) and not isinstance(precision, bool) and precision < 32:
+            self.by_id[id(output)] = (output, precision)
+
+
+def _layer_stats(
+    name: str, module: nn.Module, shape: tuple[int, ...] | None, fed: int | None = None
+) -> LayerStats:
+    stats = LayerStats(name, type(module).__name__, _input_precision(module, fed), shape)
     precisions = _param_precisions(module)
     for pname, param in _own_parameters(module):
         bits = precisions.get(pname, 32)
@@ -326,13 +370,13 @@ def _layer_stats(name: str, module: nn.Module, shape: tuple[int, ...] | None) ->
     return stats
 
 
-def _hook(name: str, module: nn.Module, records: dict[str, LayerStats]):
+def _hook(name: str, module: nn.Module, records: dict[str, LayerStats], seen: _Precisions):
     def record(mod, inputs, output):
         if name in records:  # a module called twice (weight sharing over time) is listed once
             return
         out = output[0] if isinstance(output, (tuple, list)) else output
         shape = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else None
-        stats = _layer_stats(name, mod, shape)
+        stats = _layer_stats(name, mod, shape, seen.of(inputs))
         precisions = _param_precisions(mod)
         for precision, count in _macs(mod, inputs, out, stats.input_precision, precisions):
             stats.macs[precision] = stats.macs.get(precision, 0) + count

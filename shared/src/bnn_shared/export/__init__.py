@@ -267,7 +267,8 @@ def pack_indices(entry: Indices, dtype: torch.dtype = torch.int64) -> dict[str, 
     """Encode :class:`Indices` as a packed entry (``"kind": "indices"``), bits little-endian."""
     values = entry.value.detach().reshape(-1).long().cpu()
     if values.numel() and (int(values.min()) < 0 or int(values.max()) >= entry.size):
-        raise ShapeError(f"indices must lie in [0, {entry.size}), got {values.min()}..{values.max()}")
+        low, high = int(values.min()), int(values.max())
+        raise ShapeError(f"indices must lie in [0, {entry.size}), got {low}..{high}")
     bits = entry.bits
     planes = (values.unsqueeze(1) >> torch.arange(bits)) & 1
     return {
