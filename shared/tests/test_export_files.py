@@ -233,3 +233,30 @@ class TestCommand:
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1
         assert files(tmp_path) == before
+
+
+def test_rebuilt_entries_are_not_stored(tmp_path):
+    class Slots(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("slots", torch.arange(4000))
+            self.scale = nn.Parameter(torch.randn(4000))
+
+        def forward(self, x):
+            return x * self.scale[self.slots]
+
+        def packed_state(self):
+            return {"slots": export.Rebuilt(tuple(self.slots.shape))}
+
+    model = Slots()
+    path = export.save_binary(model, tmp_path / "s.bnn")
+    stored = torch.load(path, weights_only=True)["state_dict"]["slots"]
+    assert stored == {"format": export.FORMAT, "kind": "rebuilt", "shape": [4000]}
+    assert path.stat().st_size < 4000 * 4 + 4000  # the float scale, not 4000 int64 slots
+    fresh = Slots()
+    with torch.no_grad():
+        fresh.scale.zero_()
+    export.load_binary(path, fresh)
+    x = torch.randn(4000)
+    assert torch.equal(fresh(x), model(x))
+    assert "slots" not in export.load_binary(path)

@@ -177,3 +177,40 @@ class TestInputPrecisionFromTheProducer:
         parametrize.register_parametrization(layer, "weight", quantizers.SteSign())
         stats = summary(nn.Sequential(layer), (4,), print_fn=None)
         assert stats.params == {1: 8}
+
+
+def test_param_precisions_can_give_a_shipped_count():
+    class Chooser(nn.Module):
+        """A latent (6, 4) choice matrix shipped as 4 indices of 3 bits."""
+
+        def __init__(self):
+            super().__init__()
+            self.choice = nn.Parameter(torch.randn(6, 4))
+            self.latent = nn.Parameter(torch.randn(5))
+
+        def forward(self, x):
+            return x[:, self.choice.argmax(0)]
+
+        def param_precisions(self):
+            return {"choice": (3, 4), "latent": (0, 0)}
+
+    stats = summary(Chooser(), (6,), print_fn=None)
+    assert stats.params == {3: 4} and stats.total_params == 4
+    assert stats.memory_bytes == 1.5 and stats.float32_bytes == 16
+
+
+def test_declared_buffers_are_counted():
+    class Thresholds(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("thresholds", torch.randn(7))
+            self.register_buffer("cache", torch.randn(100))  # not declared: not counted
+
+        def forward(self, x):
+            return (x > self.thresholds).float()
+
+        def param_precisions(self):
+            return {"thresholds": 32}
+
+    stats = summary(Thresholds(), (7,), print_fn=None)
+    assert stats.params == {32: 7} and stats.trainable_params == 0

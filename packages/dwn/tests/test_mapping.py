@@ -187,7 +187,7 @@ class TestQuantizedMapping:
 
     def test_precision_and_packed_state(self):
         mapping = LearnableMapping(9, 5)
-        assert mapping.param_precisions() == {"weights": 0}  # counted by the LUT layer
+        assert mapping.param_precisions() == {"weights": (0, 0)}  # counted by the LUT layer
         entry = mapping.packed_state()["weights"]
         assert entry.one_hot and entry.size == 9 and entry.shape == (9, 5)
         assert torch.equal(entry.value, mapping.hard_mapping())

@@ -17,8 +17,10 @@ latent float weights the optimizer updates are not counted twice.
 
 Where the bit-widths come from, for a layer's own parameters:
 
-* ``param_precisions() -> dict[str, int]`` of the layer, when it defines one (bit-width of
-  its own parameters and buffers-turned-parameters by name);
+* ``param_precisions() -> dict[str, int | tuple[int, int]]`` of the layer, when it defines
+  one: the bit-width of each of its own parameters by name, or ``(bits, count)`` for a
+  parameter that ships in another form (a learnable choice matrix shipped as ``count``
+  indices of ``bits`` bits; ``(0, 0)``: a latent parameter that is not shipped at all);
 * its ``kernel_quantizer``'s ``precision`` for ``weight`` (the core's quant layers), or its
   ``weight_precision`` attribute (any layer that exposes ``quantized_weight()``);
 * a ``torch.nn.utils.parametrize`` parametrization of ``weight`` that is a quantizer: the
@@ -283,10 +285,18 @@ def _owned_quantizers(model: nn.Module) -> set[int]:
     return owned
 
 
-def _own_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
+def _own_parameters(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
     """The layer's own parameters, a parametrized tensor's latent ``original`` under the
-    parametrized name (``weight``)."""
+    parametrized name (``weight``), and the buffers its ``param_precisions()`` names (values
+    inference needs, such as a thermometer's thresholds)."""
     params = list(module.named_parameters(recurse=False))
+    if hasattr(module, "param_precisions"):
+        declared = module.param_precisions()
+        params += [
+            (name, buffer)
+            for name, buffer in module.named_buffers(recurse=False)
+            if name in declared and buffer is not None
+        ]
     for tensor_name, chain in getattr(module, "parametrizations", {}).items():
         params += [(tensor_name, p) for p in chain.parameters(recurse=False)]
     return params
@@ -364,10 +374,21 @@ def _layer_stats(
     stats = LayerStats(name, type(module).__name__, _input_precision(module, fed), shape)
     precisions = _param_precisions(module)
     for pname, param in _own_parameters(module):
-        bits = precisions.get(pname, 32)
-        stats.params[bits] = stats.params.get(bits, 0) + param.numel()
-        stats.trainable += param.numel() if param.requires_grad else 0
+        bits, count = _deployed(precisions.get(pname, 32), param)
+        if count:
+            stats.params[bits] = stats.params.get(bits, 0) + count
+        stats.trainable += count if getattr(param, "requires_grad", False) else 0
     return stats
+
+
+def _deployed(precision: int | tuple[int, int], param: torch.Tensor) -> tuple[int, int]:
+    """(bits per value, number of values) a parameter ships as: ``param_precisions()`` gives
+    an int (every entry at that width) or ``(bits, count)`` for a parameter that ships in
+    another form (a learnable choice matrix shipped as ``count`` indices; ``count`` 0: not
+    shipped at all)."""
+    if isinstance(precision, tuple):
+        return int(precision[0]), int(precision[1])
+    return int(precision), param.numel()
 
 
 def _hook(name: str, module: nn.Module, records: dict[str, LayerStats], seen: _Precisions):
@@ -409,10 +430,10 @@ def _dedupe_shared_params(layers, model, owned) -> list[LayerStats]:
             continue
         precisions = _param_precisions(module)
         for pname, param in _own_parameters(module):
-            if id(param) in seen:
-                bits = precisions.get(pname, 32)
-                stats.params[bits] -= param.numel()
-                stats.trainable -= param.numel() if param.requires_grad else 0
+            bits, count = _deployed(precisions.get(pname, 32), param)
+            if id(param) in seen and count:
+                stats.params[bits] -= count
+                stats.trainable -= count if param.requires_grad else 0
                 if stats.params[bits] == 0:
                     del stats.params[bits]
             seen.add(id(param))

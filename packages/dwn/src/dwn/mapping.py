@@ -160,13 +160,12 @@ class LearnableMapping(nn.Module):
         """Bits per slot at inference: one index into I inputs, ``ceil(log2(I))``."""
         return index_bits(self.input_size)
 
-    def param_precisions(self) -> dict[str, int]:
-        """``{"weights": 0}`` for the summary: W is a latent matrix that is not shipped; what
-        inference keeps is its argmax, S indices of :attr:`index_bits` bits, which a
-        :class:`~dwn.lut_layer.LUTLayer` counts as its ``mapping`` (J, n). (The summary counts
-        every entry of a parameter at one bit-width, so S indices cannot be expressed as a
-        width of W's I*S entries.)"""
-        return {"weights": 0}
+    def param_precisions(self) -> dict[str, tuple[int, int]]:
+        """``{"weights": (0, 0)}`` for the summary: W is a latent matrix that is not shipped
+        (not counted, in the model size nor in the float-32 equivalent); what inference keeps
+        is its argmax, S indices of :attr:`index_bits` bits, which a
+        :class:`~dwn.lut_layer.LUTLayer` counts as its ``mapping`` (J, n)."""
+        return {"weights": (0, 0)}
 
     def packed_state(self) -> dict[str, Indices]:
         """For :mod:`bnn_shared.export`: W stored as its argmax, S indices of

@@ -67,6 +67,7 @@ __all__ = [
     "FORMAT",
     "Indices",
     "Packed",
+    "Rebuilt",
     "RunModel",
     "load",
     "model_packages",
@@ -115,6 +116,14 @@ class Packed:
 
     value: torch.Tensor
     precision: int
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    """A state-dict entry that carries no information (e.g. an ``arange`` wiring a module
+    always builds the same way): not stored; loading keeps the rebuilt model's own value."""
+
+    shape: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -193,13 +202,13 @@ def unpack_tensor(entry: dict[str, Any]) -> torch.Tensor:
     return torch.gather(codebook, 1, rows).reshape(shape)
 
 
-def packed_entries(model: nn.Module) -> dict[str, Packed | Indices]:
+def packed_entries(model: nn.Module) -> dict[str, Packed | Indices | Rebuilt]:
     """The state-dict keys of ``model`` that are stored packed, with what is stored.
 
     See the module docstring for the three rules. Raises ShapeError when two modules claim
     the same key or a parametrization's quantizer does not give back its own outputs.
     """
-    entries: dict[str, Packed | Indices] = {}
+    entries: dict[str, Packed | Indices | Rebuilt] = {}
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
         for key, entry in _module_entries(module).items():
@@ -209,7 +218,7 @@ def packed_entries(model: nn.Module) -> dict[str, Packed | Indices]:
     return entries
 
 
-def _module_entries(module: nn.Module) -> dict[str, Packed | Indices]:
+def _module_entries(module: nn.Module) -> dict[str, Packed | Indices | Rebuilt]:
     if callable(getattr(module, "packed_state", None)):
         with torch.no_grad():
             return dict(module.packed_state())
@@ -248,15 +257,15 @@ def binary_state_dict(model: nn.Module) -> dict[str, Any]:
     for key, entry in packed_entries(model).items():
         if key not in state:
             raise ShapeError(f"{key} is not in the model's state_dict; it cannot be packed")
-        if tuple(entry.shape if isinstance(entry, Indices) else entry.value.shape) != tuple(
-            state[key].shape
-        ):
-            shape = entry.shape if isinstance(entry, Indices) else tuple(entry.value.shape)
+        shape = entry.value.shape if isinstance(entry, Packed) else entry.shape
+        if tuple(shape) != tuple(state[key].shape):
             raise ShapeError(
                 f"{key}: the packed value has shape {tuple(shape)}, the state_dict entry "
                 f"{tuple(state[key].shape)}"
             )
-        if isinstance(entry, Indices):
+        if isinstance(entry, Rebuilt):
+            state[key] = {"format": FORMAT, "kind": "rebuilt", "shape": list(shape)}
+        elif isinstance(entry, Indices):
             state[key] = pack_indices(entry, state[key].dtype)
         else:
             state[key] = pack_tensor(entry.value, entry.precision)
@@ -353,12 +362,18 @@ def load_binary(path: str | os.PathLike, model: nn.Module | None = None) -> Any:
             match it (the message names the key).
     """
     packed_state = _read(Path(path))["state_dict"]
+    rebuilt = {key for key, value in packed_state.items() if _is_rebuilt(value)}
     state = {
         key: unpack_tensor(value) if _is_packed(value) else value
         for key, value in packed_state.items()
+        if key not in rebuilt
     }
     if model is None:
         return state
+    own = model.state_dict()
+    for key in rebuilt:  # the rebuilt model's own value, if it has the recorded shape
+        if key in own and list(own[key].shape) == packed_state[key]["shape"]:
+            state[key] = own[key]
     _check_matches(model, state, path)
     with torch.no_grad():
         model.load_state_dict(state, strict=True)
@@ -478,7 +493,13 @@ def _packed_precision(module: nn.Module) -> int | None:
 
 
 def _is_packed(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("format") == FORMAT
+    return isinstance(value, dict) and value.get("format") == FORMAT and not _is_rebuilt(value)
+
+
+def _is_rebuilt(value: Any) -> bool:
+    return (
+        isinstance(value, dict) and value.get("format") == FORMAT and value.get("kind") == "rebuilt"
+    )
 
 
 def _read(path: Path) -> dict[str, Any]:
