@@ -60,22 +60,17 @@ def trained(config: dict, digits, steps: int = 3) -> nn.Module:
 
 def check_size(model: nn.Module, path, input_size) -> None:
     """The file holds the summary's memory (bit-exact up to one byte of rounding per packed
-    tensor; float tables of ``ste=False`` layers stay float32 as the summary counts them)
-    plus what the summary does not count: the slot wiring ``arange(J*n)`` of a learnable
-    layer (ceil(log2(J*n)) bits each), the codebooks of the tables, the buffers (float32
-    thresholds, EFD alpha/beta, a GroupSum permutation) and the torch.save container."""
+    tensor; float tables of ``ste=False`` layers and the float32 thresholds are counted by the
+    summary as stored) plus what the summary does not count: the codebooks of the tables, the
+    other buffers (EFD alpha/beta, a GroupSum permutation) and the torch.save container. A
+    learnable layer's slot wiring ``arange(J*n)`` is not stored (rebuilt on load)."""
     result = summary(model, input_size, print_fn=None)
     state = export.binary_state_dict(model)
     sizes = export.packed_nbytes(state)
-    slot_bytes = sum(
-        (layer.mapping.numel() * (layer.mapping.numel() - 1).bit_length() + 7) // 8
-        for layer in model.modules()
-        if isinstance(layer, LUTLayer) and layer.learnable_mapping is not None
-    )
-    params = dict(model.named_parameters())
+    counted_names = {**dict(model.named_parameters()), "encoder.thresholds": None}
     plain = {key: v.numel() * v.element_size() for key, v in state.items() if torch.is_tensor(v)}
-    float_params = sum(size for key, size in plain.items() if key in params)
-    counted = sizes["packed_bytes"] - slot_bytes + float_params
+    float_params = sum(size for key, size in plain.items() if key in counted_names)
+    counted = sizes["packed_bytes"] + float_params
     assert result.memory_bytes <= counted <= result.memory_bytes + sizes["tensors"]
     payload = sizes["packed_bytes"] + sizes["codebook_bytes"] + sum(plain.values())
     file_bytes = path.stat().st_size

@@ -38,10 +38,11 @@ def test_bit_widths_and_memory():
     result = small_summary()
     # tables: (24 + 10) LUTs x 16 entries at 1 bit; wiring: 24*4 indices into 32 inputs
     # (5 bits, the learnable mapping's argmax) and 10*4 indices into 24 (5 bits); the
-    # learnable mapping's latent 32 x 96 matrix is not shipped (not counted at all)
-    assert result.params == {1: 34 * 16, 5: 96 + 40}
-    assert result.memory_bytes == (34 * 16 + 5 * 136) / 8
-    assert result.float32_bytes == 4 * (34 * 16 + 136)
+    # learnable mapping's latent 32 x 96 matrix is not shipped (not counted at all); the
+    # thermometer's 16 x 2 float32 thresholds are
+    assert result.params == {1: 34 * 16, 5: 96 + 40, 32: 32}
+    assert result.memory_bytes == (34 * 16 + 5 * 136 + 32 * 32) / 8
+    assert result.float32_bytes == 4 * (34 * 16 + 136 + 32)
     assert result.macs == {1: 24 + 10}  # one lookup per LUT and sample
 
 

@@ -58,6 +58,10 @@ class Thermometer(nn.Module):
         self.feature_wise = feature_wise
         self.register_buffer("thresholds", None)
 
+    def param_precisions(self) -> dict[str, int]:
+        """For the summary: the thresholds are float32 values the deployed model keeps."""
+        return {"thresholds": 32}
+
     def fit(self, x: Any) -> Thermometer:
         """Compute the thresholds from training data ``x`` of shape (N, *features); returns self."""
         x = torch.as_tensor(x).detach()

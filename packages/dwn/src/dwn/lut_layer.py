@@ -23,7 +23,7 @@ import numbers
 import torch
 from bnn_shared import quantizers
 from bnn_shared.errors import ConfigError, ShapeError
-from bnn_shared.export import Indices, Packed
+from bnn_shared.export import Indices, Packed, Rebuilt
 from bnn_shared.ext import BACKENDS
 from bnn_shared.ext.efd import (
     DEFAULT_BETA,
@@ -243,20 +243,21 @@ class LUTLayer(nn.Module):
         address bits of a LUT are read by that one lookup, not counted apart)."""
         return [(self.weight_precision, self.output_size)]
 
-    def packed_state(self) -> dict[str, Packed | Indices]:
+    def packed_state(self) -> dict[str, Packed | Indices | Rebuilt]:
         """What :mod:`bnn_shared.export` stores: ``luts`` as 1-bit 0/1 truth tables (with
         ``ste``; the raw float tables otherwise) and the fixed wiring ``mapping`` with
         ``ceil(log2(input_size))`` bits per index. With a learnable mapping, ``mapping`` is
-        the slot wiring ``arange(J*n)`` (indices into the J*n gathered slots, stored with
-        ``ceil(log2(J*n))`` bits) and the mapping's own ``packed_state`` stores its argmax.
+        the slot wiring ``arange(J*n)``, which every such layer builds the same way: it is not
+        stored (:class:`~bnn_shared.export.Rebuilt`), and the mapping's own ``packed_state``
+        stores its argmax.
         Reloaded, the forward gives the same bits: ``1[1 > 0] = 1``, ``1[0 > 0] = 0``."""
-        state: dict[str, Packed | Indices] = {}
+        state: dict[str, Packed | Indices | Rebuilt] = {}
         if self.ste:
             state["luts"] = Packed(self.quantized_weight(), 1)
         if self.learnable_mapping is None:
             state["mapping"] = Indices(self.mapping.detach(), self.input_size)
         else:
-            state["mapping"] = Indices(self.mapping.detach(), self.output_size * self.n)
+            state["mapping"] = Rebuilt(tuple(self.mapping.shape))
         return state
 
     def extra_repr(self) -> str:
