@@ -229,6 +229,8 @@ def test_ptq_command_writes_an_integer_model(tiny_run, tmp_path):
     test_size = len(load_split(load(SDIGITS).dataset, "test"))
     assert row["inputs"] == row["agree_reference"] == str(test_size)
     assert int(row["agree"]) >= 0.95 * test_size
+    assert int(row["agree_fake64"]) >= 0.95 * test_size
+    assert int(row["fake32_vs_fake64"]) >= 0.95 * test_size
     assert table.read_text().splitlines()[0].startswith("bits,scale_x,scale_h,shift")
     loaded = load_integer_model(out)
     x = torch.rand(3, 64, 1)

@@ -188,6 +188,8 @@ class IntegerHadamRNN(torch.nn.Module):
             c_int = torch.round(out_bias * (2**logit_shift / (v_step * d_h))).long()
             if 2**logit_shift * readout + int(c_int.abs().max()) < EXACT_LIMIT:
                 break
+        else:
+            raise ConfigError(f"integer PTQ: {state_bits}-bit states overflow 52-bit logits")
         meta = {
             "hidden_size": rec.hidden_size,
             "block": rec.block,

@@ -12,7 +12,9 @@ scales, the calibrated maxima rounded up to powers of two) and prints one ``inte
 per bit width: the metric of the fake-quantized float32 model with those power-of-two scales
 (``fake``), the integer model's, and on how many inputs their predictions agree;
 ``--reference`` adds the agreement with the float64 fixed-point reference
-(:meth:`~hadamrnn.integer.IntegerHadamRNN.reference`, equal by construction), ``--csv FILE``
+(:meth:`~hadamrnn.integer.IntegerHadamRNN.reference`, equal by construction) and with the
+fake-quantized model computed in float64 (exact weights), and how often the float32 and
+float64 fake-quantized models agree with each other, ``--csv FILE``
 writes the lines as a CSV and ``--out FILE`` writes the integer model of the one ``--bits``
 value (read it back with :func:`hadamrnn.integer.load_integer_model`).
 """
@@ -20,6 +22,7 @@ value (read it back with :func:`hadamrnn.integer.load_integer_model`).
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import io
 import math
@@ -132,9 +135,11 @@ def integer_rows(
     """For each bit width: the integer model and its agreement with the fake-quantized
     float32 model (same power-of-two scales) on ``split`` (CPU).
 
-    Returns the rows (bits, scales, shifts, ``<split>/accuracy_fake``,
-    ``<split>/accuracy_integer`` with a metric, ``inputs``, ``agree``, and with ``reference``
-    ``agree_reference``) and the integer models by bit width.
+    Returns the rows (bits, scales, shifts, ``<split>/accuracy_fake`` and
+    ``<split>/accuracy_integer`` with a metric, ``inputs``, ``agree``; with ``reference`` also
+    ``agree_reference`` (the float64 fixed-point reference), ``agree_fake64`` (the
+    fake-quantized model in float64, exact weights) and ``fake32_vs_fake64`` (the float32 and
+    float64 fake-quantized models with each other)) and the integer models by bit width.
     """
     model = model.cpu().eval()
     metric = get_metric(cfg)
@@ -152,19 +157,28 @@ def integer_rows(
             state_max=float(h_q.max_abs),
         )
         models[bits] = integer
-        ref = integer.reference(model) if reference else None
-        counts = {"inputs": 0, "agree": 0, "agree_reference": 0, "fake": 0.0, "integer": 0.0}
+        runs = {"": (model, x_q, h_q)}
+        if reference:
+            runs["_reference"] = integer.reference(model)[:3]
+            runs["_fake64"] = tuple(copy.deepcopy(m).double() for m in (model, x_q, h_q))
+        counts = dict.fromkeys(["inputs", "fake", "integer", "fake32_vs_fake64"], 0)
         for x, y in batches(data, size):
-            fake = model(x, input_quantizer=x_q, state_quantizer=h_q)
             logits = integer.integer_logits(x)
             predicted = _predictions(logits)
+            found = {}
+            for name, (net, in_q, state_q) in runs.items():
+                inputs = x if name == "" else _as_double(x)
+                out = net(inputs, input_quantizer=in_q, state_quantizer=state_q)
+                found[name] = _predictions(out)
+                counts["agree" + name] = counts.get("agree" + name, 0) + int(
+                    (found[name] == predicted).sum()
+                )
+                if name == "" and metric is not None:
+                    counts["fake"] += float(metric(out, y))
+            if reference:
+                counts["fake32_vs_fake64"] += int((found[""] == found["_fake64"]).sum())
             counts["inputs"] += predicted.numel()
-            counts["agree"] += int((_predictions(fake) == predicted).sum())
-            if ref is not None:
-                out = ref[0](_as_double(x), input_quantizer=ref[1], state_quantizer=ref[2])
-                counts["agree_reference"] += int((_predictions(out) == predicted).sum())
             if metric is not None:
-                counts["fake"] += float(metric(fake, y))
                 counts["integer"] += float(metric(logits, y))
         rows.append(_integer_row(integer, bits, split, counts, metric is not None, reference))
     return rows, models
@@ -188,7 +202,8 @@ def _integer_row(integer, bits, split, counts, with_metric, reference) -> dict:
         row[f"{split}/accuracy_integer"] = counts["integer"] / max(counts["inputs"], 1)
     row["inputs"], row["agree"] = counts["inputs"], counts["agree"]
     if reference:
-        row["agree_reference"] = counts["agree_reference"]
+        for key in ("agree_reference", "agree_fake64", "fake32_vs_fake64"):
+            row[key] = counts[key]
     return row
 
 
