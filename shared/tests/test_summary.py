@@ -38,14 +38,15 @@ class TestCounts:
     def test_binary_cnn_totals(self):
         stats = summary(binary_cnn(), (1, 8, 8), print_fn=None)
         conv1, conv2, fc = 8 * 9, 16 * 8 * 9, 64 * 10
-        assert stats.params == {1: conv1 + fc, 2: conv2, 32: 16 + 10}
-        assert stats.memory_bytes == (conv1 + fc + 2 * conv2 + 32 * 26) / 8
-        assert stats.float32_bytes == 4 * (conv1 + conv2 + fc + 26)
+        # 32-bit: batch norm's gamma, beta and running mean and variance (16 + 16), fc bias
+        assert stats.params == {1: conv1 + fc, 2: conv2, 32: 32 + 10}
+        assert stats.memory_bytes == (conv1 + fc + 2 * conv2 + 32 * 42) / 8
+        assert stats.float32_bytes == 4 * (conv1 + conv2 + fc + 42)
         # conv1: float input -> 32-bit MACs on 8x8 outputs; conv2 binary input x ternary
         # weights -> 2-bit MACs on 2x2 outputs; fc binary x binary -> 1-bit MACs.
         assert stats.macs == {32: conv1 * 64, 2: conv2 * 4, 1: fc}
         assert stats.mac_ratio(1) == pytest.approx(fc / (conv1 * 64 + conv2 * 4 + fc))
-        assert stats.trainable_params == stats.total_params
+        assert stats.trainable_params == stats.total_params - 16  # the running statistics
 
     def test_plain_module_counts_as_32_bit(self):
         model = nn.Sequential(nn.Linear(5, 3), nn.ReLU(), nn.Linear(3, 2))

@@ -70,7 +70,8 @@ def test_study_a_paper_mlp_bits():
     model, in_shape = study_a(**PAPER_MLP)
     result = summary(model, in_shape, print_fn=None)
     binary = 784 * 700 + 700 * 500 + 500 * 300 + 300 * 200
-    float_params = 200 * 10 + 2 * (700 + 500 + 300 + 200)  # output layer, gamma and beta
+    # output layer; gamma, beta and the running mean and variance of batch norm
+    float_params = 200 * 10 + 4 * (700 + 500 + 300 + 200)
     assert result.params == {1: binary, 32: float_params}
     assert result.memory_bytes == binary / 8 + 4 * float_params
     assert result.float32_bytes == 4 * (binary + float_params)

@@ -287,9 +287,14 @@ def _owned_quantizers(model: nn.Module) -> set[int]:
 
 def _own_parameters(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
     """The layer's own parameters, a parametrized tensor's latent ``original`` under the
-    parametrized name (``weight``), and the buffers its ``param_precisions()`` names (values
-    inference needs, such as a thermometer's thresholds)."""
+    parametrized name (``weight``), a batch norm's running statistics, and the buffers its
+    ``param_precisions()`` names (values inference needs, such as a thermometer's
+    thresholds)."""
     params = list(module.named_parameters(recurse=False))
+    if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
+        # the running statistics inference normalises with: non-trainable 32-bit values, as
+        # larq counts Keras's moving mean and variance
+        params += [("running_mean", module.running_mean), ("running_var", module.running_var)]
     if hasattr(module, "param_precisions"):
         declared = module.param_precisions()
         params += [

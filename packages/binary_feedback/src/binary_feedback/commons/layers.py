@@ -176,6 +176,10 @@ class StudyABatchNorm1d(nn.Module):
         self.running_var.mul_(keep).add_((1 - keep) * var)
         self.num_batches_tracked.add_(1)
 
+    def param_precisions(self) -> dict[str, int]:
+        """For the summary: the running statistics are float values inference needs."""
+        return {"running_mean": 32, "running_var": 32}
+
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
