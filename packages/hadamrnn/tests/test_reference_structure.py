@@ -5,12 +5,14 @@ The check model below is written independently of the package, in the reference'
 identity STE, a Python loop ``h = F.linear(h, W, b) + F.linear(x_t, q(U))`` over time, the
 read-out ``F.linear(relu(h_t), q(V), c)`` at every step, ``q`` the round-and-clamp quantizer
 on ``2^(bits-1)`` levels per side with a float (gradient-free) scale, and the cross-entropy
-over all positions. Everything runs in float64 (the Hadamard matrix is built in float32,
-as both codes build it), so agreement is to round-off (1e-8). Parameters are copied from
-the package's model; the loss, every gradient and 30 Adam steps of the copy-task paper
-config (signs trained, ``lr = 1e-4``) must agree, with both engines. This pins what
-"the paper config" trains, independently of the engine tests, which only compare the
-package with itself.
+over all positions. The sign (``+1`` at 0, identity gradient) and ``q`` are the core's
+``bnn_shared.quantizers.sign`` and ``uniform``, whose formulas are the reference's (no
+quantizer is defined in this package, tests included). Everything runs in float64 (the
+Hadamard matrix is built in float32, as both codes build it), so agreement is to round-off
+(1e-8). Parameters are copied from the package's model; the loss, every gradient and 30 Adam
+steps of the copy-task paper config (signs trained, ``lr = 1e-4``) must agree, with both
+engines. This pins what "the paper config" trains, independently of the engine tests, which
+only compare the package with itself.
 """
 
 from __future__ import annotations
@@ -21,34 +23,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from bnn_shared.quantizers import sign, uniform
 from bnn_shared.testing import relative_difference
 from hadamrnn.config import load
 from hadamrnn.dataset_tools import load_splits
 from hadamrnn.getters import get_loss, get_model, get_optimizer
 
 COPY = Path(__file__).resolve().parents[3] / "configs" / "hadamrnn" / "copy.yaml"
-
-
-class _SignSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad
-
-
-class _RoundClamp(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, w, bits):
-        levels = float(2 ** (bits - 1))
-        alpha = max(abs(float(w.min())), abs(float(w.max()))) or 1.0
-        return (w * levels / alpha).round().clamp(-levels, levels - 1) * alpha / levels
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad, None
 
 
 def _hadamard(n: int) -> torch.Tensor:
@@ -73,9 +54,9 @@ class _ReferenceShaped(torch.nn.Module):
         self.register_buffer("h_matrix", _hadamard(self.s.shape[1]).to(self.s.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = torch.matmul(torch.diag(_SignSTE.apply(self.s).view(-1)), self.h_matrix)
-        u = _RoundClamp.apply(self.u, self.bits)
-        v = _RoundClamp.apply(self.v, self.bits)
+        w = torch.matmul(torch.diag(sign(self.s).view(-1)), self.h_matrix)
+        u = uniform(self.u, self.bits)
+        v = uniform(self.v, self.bits)
         h = x.new_zeros(x.shape[0], w.shape[0])
         outputs = []
         for x_t in torch.unbind(x, dim=1):
