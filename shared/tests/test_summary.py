@@ -215,3 +215,22 @@ def test_declared_buffers_are_counted():
 
     stats = summary(Thresholds(), (7,), print_fn=None)
     assert stats.params == {32: 7} and stats.trainable_params == 0
+
+
+def test_a_model_that_counts_its_own_macs_is_listed():
+    class Engine(nn.Module):
+        """Reads its layers' weights instead of calling them; counts its MACs itself."""
+
+        def __init__(self):
+            super().__init__()
+            self.cell = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return x @ self.cell.weight.t() @ self.cell.weight.t()
+
+        def summary_macs(self, inputs, output):
+            return [(32, 2 * 9)]
+
+    stats = summary(Engine(), (3,), print_fn=None)
+    assert [layer.name for layer in stats.layers] == ["model", "cell"]
+    assert stats.macs == {32: 18} and stats.total_params == 12

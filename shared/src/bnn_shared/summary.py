@@ -310,7 +310,8 @@ def _own_parameters(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
 def _is_reported(module: nn.Module) -> bool:
     is_leaf = next(module.children(), None) is None
     has_own_params = bool(_own_parameters(module))
-    return is_leaf or has_own_params or hasattr(module, "param_precisions")
+    declares = hasattr(module, "param_precisions") or hasattr(module, "summary_macs")
+    return is_leaf or has_own_params or declares
 
 
 def _param_precisions(module: nn.Module) -> dict[str, int]:
