@@ -260,3 +260,43 @@ def test_rebuilt_entries_are_not_stored(tmp_path):
     x = torch.randn(4000)
     assert torch.equal(fresh(x), model(x))
     assert "slots" not in export.load_binary(path)
+
+
+class TestCheckAFile:
+    """``python -m bnn_shared.export FILE``: rebuild and describe a packed file."""
+
+    def test_a_good_file(self, api, tmp_path, capsys):
+        path = export.save_binary(
+            toy_model(), tmp_path / "m.bnn", package="toypkg", config={"seed": 0}
+        )
+        assert run_cli(main, [str(path)]) == 0
+        out = capsys.readouterr().out
+        assert "toypkg Sequential" in out and "4 packed tensors" in out
+
+    @pytest.mark.parametrize("case", ["not_packed", "truncated", "other_package", "shapes"])
+    def test_bad_files_are_one_line(self, api, tmp_path, capsys, monkeypatch, case):
+        path = tmp_path / "m.bnn"
+        if case == "not_packed":
+            torch.save({"weight": torch.zeros(3)}, path)
+        else:
+            package = "elsewhere" if case == "other_package" else "toypkg"
+            export.save_binary(toy_model(), path, package=package, config={"seed": 0})
+        if case == "truncated":
+            path.write_bytes(path.read_bytes()[:300])
+        if case == "shapes":
+            wider = nn.Sequential(
+                OrderedDict(wired=Wired(13), fc=QuantLinear(5, 3), head=nn.Linear(3, 2))
+            )
+            monkeypatch.setattr(api, "build", lambda model_class, config: wider)
+        before = files(tmp_path)
+        assert run_cli(main, [str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1
+        expected = {
+            "not_packed": "not a packed model",
+            "truncated": "not a packed model",
+            "other_package": "'elsewhere', which is not installed",
+            "shapes": "does not match the model",
+        }[case]
+        assert expected in err
+        assert files(tmp_path) == before

@@ -1,5 +1,9 @@
 """``python -m bnn_shared.export RUN_DIR``: write a trained run's model as a packed file.
 
+``python -m bnn_shared.export FILE.bnn`` checks a packed file instead: it rebuilds the model
+with :func:`bnn_shared.export.load` and prints what the file holds (package, model class,
+parameters, packed sizes, and the summary when the package gives ``summary_kwargs``).
+
 Reads ``RUN_DIR/config.yaml`` and ``RUN_DIR/checkpoint.pt`` (or ``--checkpoint``), asks the
 package that trained the run (``run.package`` in the config, or ``--package``) to rebuild the
 model with the trained weights (its ``bnn_shared.models`` entry point's ``from_run``), writes
@@ -33,7 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m bnn_shared.export",
         description="Write a trained run's model as a bit-packed file and print its summary.",
     )
-    parser.add_argument("run_dir", type=Path, help="a run directory (config.yaml, checkpoint.pt)")
+    parser.add_argument(
+        "run_dir",
+        type=Path,
+        help="a run directory (config.yaml, checkpoint.pt) to export, or a packed file to check",
+    )
     parser.add_argument("--out", type=Path, help="the packed file (default RUN_DIR/model.bnn)")
     parser.add_argument("--checkpoint", type=Path, help="weights to export (default: the run's)")
     parser.add_argument("--package", help="the package that trained the run (default: recorded)")
@@ -93,8 +101,32 @@ def verify(api: Any, run: Any, reloaded: torch.nn.Module, data_dir: str | None) 
     return agree, total
 
 
+def inspect(path: Path) -> int:
+    """Rebuild a packed file's model and print what it holds (writes nothing)."""
+    model = export.load(path)
+    header = export.read_header(path)
+    sizes = export.packed_nbytes(
+        torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    )
+    params = sum(p.numel() for p in model.parameters())
+    print(
+        f"{path}: {header['package']} {header['model_class']}, {params} parameters; "
+        f"{sizes['tensors']} packed tensors in {sizes['packed_bytes']} bytes (their float32 "
+        f"size {sizes['float32_bytes']} bytes); file {path.stat().st_size} bytes"
+    )
+    api = export.package_api(header["package"], path)
+    kwargs = getattr(api, "summary_kwargs", None)
+    if kwargs is not None:
+        print(
+            summary(model, **kwargs(header["model_class"], header["config"] or {}), print_fn=None)
+        )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.run_dir.is_file():
+        return inspect(args.run_dir)
     config, state = read_run(args.run_dir, args.checkpoint)
     package = args.package or (config.get("run") or {}).get("package")
     if package is None:
