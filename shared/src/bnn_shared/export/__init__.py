@@ -71,6 +71,8 @@ __all__ = [
     "RunModel",
     "load",
     "model_packages",
+    "pack_indices",
+    "package_api",
     "packed_entries",
     "read_header",
     "binary_state_dict",
