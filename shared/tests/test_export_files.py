@@ -300,3 +300,10 @@ class TestCheckAFile:
         }[case]
         assert expected in err
         assert files(tmp_path) == before
+
+
+def test_check_prints_the_summary_when_the_package_gives_its_inputs(api, tmp_path, capsys):
+    api.summary_inputs = lambda model_class, config: {"input_size": (11,)}
+    path = export.save_binary(toy_model(), tmp_path / "m.bnn", package="toypkg", config={"seed": 0})
+    assert run_cli(main, [str(path)]) == 0
+    assert "Total params" in capsys.readouterr().out

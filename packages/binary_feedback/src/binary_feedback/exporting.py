@@ -42,7 +42,15 @@ from .config import StudyAConfig, StudyBConfig, StudyConfig
 from .experiment import BinaryFeedbackExperiment, experiment_for
 from .train import config_from_mapping
 
-__all__ = ["MODEL_CLASSES", "TEST_BATCH", "build", "from_run", "model_config", "test_inputs"]
+__all__ = [
+    "MODEL_CLASSES",
+    "TEST_BATCH",
+    "build",
+    "from_run",
+    "model_config",
+    "summary_inputs",
+    "test_inputs",
+]
 
 #: The exported model classes: each study's schema, from which the experiment builds it.
 MODEL_CLASSES: Registry[type[StudyConfig]] = Registry("exported model class")
@@ -145,3 +153,9 @@ def test_inputs(run: RunModel, data_dir: str | os.PathLike | None = None) -> Ite
     dtype = next(run.model.parameters()).dtype
     for start in range(0, len(x_test), TEST_BATCH):
         yield experiment.prepare(x_test[start : start + TEST_BATCH]).to(dtype)
+
+
+def summary_inputs(model_class: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary's arguments for a model :func:`build` made from ``config`` (used by
+    ``python -m bnn_shared.export FILE.bnn``)."""
+    return {"input_size": tuple(config["in_shape"]), "dtypes": [_dtype(config["dtype"])]}

@@ -34,7 +34,15 @@ from .config import TrainConfig
 from .datasets import load_arrays
 from .experiment import build_model, make_encoder
 
-__all__ = ["MODEL_CLASSES", "MODEL_KEYS", "build", "classifier", "from_run", "test_inputs"]
+__all__ = [
+    "MODEL_CLASSES",
+    "MODEL_KEYS",
+    "build",
+    "classifier",
+    "from_run",
+    "summary_inputs",
+    "test_inputs",
+]
 
 #: The model classes :func:`build` knows.
 MODEL_CLASSES = ("DWN",)
@@ -120,6 +128,12 @@ def from_run(run_config: Mapping[str, Any], state_dict: Mapping[str, Any]) -> Ru
     config.update(features=int(features), classes=int(classes))
     model = classifier(encoder, network).eval()
     return RunModel(model, "DWN", config, {"input_size": (int(features),)}, dict(run_config))
+
+
+def summary_inputs(model_class: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The summary's arguments for a model :func:`build` made from ``config`` (used by
+    ``python -m bnn_shared.export FILE.bnn``): one raw feature vector."""
+    return {"input_size": (int(config["features"]),)}
 
 
 def test_inputs(run: RunModel, data_dir: str | None) -> Iterator[torch.Tensor]:

@@ -37,7 +37,15 @@ from .network import NETWORKS
 from .settings import Settings
 from .tools import is_cifar10
 
-__all__ = ["MODEL_CLASSES", "build", "from_run", "model_config", "predict", "test_inputs"]
+__all__ = [
+    "MODEL_CLASSES",
+    "build",
+    "from_run",
+    "model_config",
+    "predict",
+    "summary_inputs",
+    "test_inputs",
+]
 
 #: The exported model classes (the canonical names of :data:`NETWORKS`).
 MODEL_CLASSES = ("fc_bin_W", "fc_bin_W_N", "conv_bin_W", "conv_bin_W_N")
@@ -117,3 +125,9 @@ def predict(model: EPNetwork, inputs: Tensor) -> Tensor:
     """Predicted classes: the free phase (``T`` steps) and the evaluation's "Ave" read-out
     (:meth:`~eqprop_binary.dynamics.EPNetwork.predict`)."""
     return model.predict(inputs)
+
+
+def summary_inputs(model_class: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary's arguments for a model :func:`build` made from ``config`` (used by
+    ``python -m bnn_shared.export FILE.bnn``)."""
+    return {"input_size": tuple(config["input_shape"])}

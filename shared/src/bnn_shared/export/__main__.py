@@ -2,7 +2,8 @@
 
 ``python -m bnn_shared.export FILE.bnn`` checks a packed file instead: it rebuilds the model
 with :func:`bnn_shared.export.load` and prints what the file holds (package, model class,
-parameters, packed sizes, and the summary when the package gives ``summary_kwargs``).
+parameters, packed sizes, and the summary when the package's export module has
+``summary_inputs(model_class, config)``, the summary's arguments for a rebuilt model).
 
 Reads ``RUN_DIR/config.yaml`` and ``RUN_DIR/checkpoint.pt`` (or ``--checkpoint``), asks the
 package that trained the run (``run.package`` in the config, or ``--package``) to rebuild the
@@ -115,7 +116,7 @@ def inspect(path: Path) -> int:
         f"size {sizes['float32_bytes']} bytes); file {path.stat().st_size} bytes"
     )
     api = export.package_api(header["package"], path)
-    kwargs = getattr(api, "summary_kwargs", None)
+    kwargs = getattr(api, "summary_inputs", None)
     if kwargs is not None:
         print(
             summary(model, **kwargs(header["model_class"], header["config"] or {}), print_fn=None)
