@@ -307,3 +307,12 @@ def test_check_prints_the_summary_when_the_package_gives_its_inputs(api, tmp_pat
     path = export.save_binary(toy_model(), tmp_path / "m.bnn", package="toypkg", config={"seed": 0})
     assert run_cli(main, [str(path)]) == 0
     assert "Total params" in capsys.readouterr().out
+
+
+def test_load_trained_weights_is_one_line_when_the_checkpoint_does_not_fit():
+    model = toy_model()
+    assert export.load_trained_weights(toy_model(1), model.state_dict()) is not None
+    state = {**model.state_dict(), "head.weight": torch.zeros(5, 5)}
+    with pytest.raises(CheckpointError, match="does not fit the run's model: .*head.weight") as err:
+        export.load_trained_weights(toy_model(1), state)
+    assert "\n" not in str(err.value)

@@ -33,8 +33,8 @@ from typing import Any
 import torch
 from bnn_shared.config import from_dict, to_dict
 from bnn_shared.data import dataset_info, load_tensors
-from bnn_shared.errors import CheckpointError, ConfigError
-from bnn_shared.export import RunModel
+from bnn_shared.errors import ConfigError
+from bnn_shared.export import RunModel, load_trained_weights
 from bnn_shared.registry import Registry
 from torch import Tensor, nn
 
@@ -129,13 +129,7 @@ def from_run(run_config: Mapping[str, Any], state_dict: Mapping[str, Any]) -> Ru
     values = model_config(config, dtype)
     model_class = _model_class(config)
     model = build(model_class, values)
-    try:
-        model.load_state_dict(dict(state_dict), strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        raise CheckpointError(
-            f"the checkpoint does not fit the config's model: {' '.join(first[:2])}"
-        ) from None
+    load_trained_weights(model, state_dict, "the config's model")
     summary_kwargs = {"input_size": tuple(values["in_shape"]), "dtypes": [dtype]}
     return RunModel(model.eval(), model_class, values, summary_kwargs, dict(run_config))
 

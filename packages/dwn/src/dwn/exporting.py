@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 from bnn_shared.config import from_dict
-from bnn_shared.errors import CheckpointError, ConfigError
-from bnn_shared.export import RunModel
+from bnn_shared.errors import ConfigError
+from bnn_shared.export import RunModel, load_trained_weights
 from torch import nn
 
 from .binarization import Thermometer
@@ -119,11 +119,7 @@ def from_run(run_config: Mapping[str, Any], state_dict: Mapping[str, Any]) -> Ru
     features = x_train.shape[1]
     with torch.random.fork_rng(devices=[]):
         network = build_model(cfg, features * cfg.bits, classes)
-    try:
-        network.load_state_dict(dict(state_dict))
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointError(f"the checkpoint does not fit the run's DWN: {first}") from exc
+    load_trained_weights(network, state_dict, "the run's DWN")
     config = {key: _plain(getattr(cfg, key)) for key in MODEL_KEYS}
     config.update(features=int(features), classes=int(classes))
     model = classifier(encoder, network).eval()

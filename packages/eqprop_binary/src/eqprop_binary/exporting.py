@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from bnn_shared.config import from_dict, to_dict
 from bnn_shared.data import dataset_info, load_tensors
-from bnn_shared.errors import CheckpointError, ConfigError
-from bnn_shared.export import RunModel
+from bnn_shared.errors import ConfigError
+from bnn_shared.export import RunModel, load_trained_weights
 from torch import Tensor
 
 from .dynamics import EPNetwork
@@ -98,13 +98,7 @@ def from_run(run_config: Mapping[str, Any], state_dict: Mapping[str, Any]) -> Ru
     values = model_config(cfg)
     model_class = _model_class(cfg)
     model = build(model_class, values)
-    try:
-        model.load_state_dict(dict(state_dict), strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        raise CheckpointError(
-            f"the checkpoint does not fit the config's network: {' '.join(first[:2])}"
-        ) from None
+    load_trained_weights(model, state_dict, "the config's network")
     summary_kwargs = {"input_size": tuple(values["input_shape"])}
     return RunModel(model.eval(), model_class, values, summary_kwargs, dict(run_config))
 

@@ -20,8 +20,7 @@ from typing import Any
 import torch
 from bnn_shared.config import from_dict, to_dict
 from bnn_shared.data.splits import batches
-from bnn_shared.errors import CheckpointError
-from bnn_shared.export import RunModel
+from bnn_shared.export import RunModel, load_trained_weights
 from torch import Tensor, nn
 
 from .config import Config, ModelConfig, lower_keys
@@ -80,11 +79,7 @@ def from_run(run_config_: dict[str, Any], state_dict: dict[str, Any]) -> RunMode
     """
     cfg = run_config(run_config_)
     model = get_model(cfg)
-    try:
-        model.load_state_dict(state_dict)
-    except RuntimeError as exc:
-        reason = str(exc).splitlines()[0]
-        raise CheckpointError(f"the checkpoint does not fit the run's config: {reason}") from exc
+    load_trained_weights(model, state_dict, "the run's config")
     return RunModel(
         model=model.eval(),
         model_class=MODELS.canonical(cfg.model.name),

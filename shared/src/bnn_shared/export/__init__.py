@@ -77,6 +77,7 @@ __all__ = [
     "read_header",
     "binary_state_dict",
     "load_binary",
+    "load_trained_weights",
     "pack_tensor",
     "packed_nbytes",
     "save_binary",
@@ -387,6 +388,19 @@ def load_binary(path: str | os.PathLike, model: nn.Module | None = None) -> Any:
         elif f"{prefix}weight" in packed_keys and _packed_precision(module) is not None:
             entry = packed_state[f"{prefix}weight"]
             module.kernel_quantizer = quantizers.NoOp(precision=entry["precision"])
+    return model
+
+
+def load_trained_weights(
+    model: nn.Module, state_dict: Any, what: str = "the run's model"
+) -> nn.Module:
+    """Load a run checkpoint's ``state_dict`` into the rebuilt ``model`` (strict), for a
+    package's ``from_run``; a checkpoint that does not fit is one CheckpointError line."""
+    try:
+        model.load_state_dict(dict(state_dict), strict=True)
+    except RuntimeError as exc:
+        reason = " ".join(str(exc).strip().splitlines()[:2])
+        raise CheckpointError(f"the checkpoint does not fit {what}: {reason}") from None
     return model
 
 
