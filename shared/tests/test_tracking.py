@@ -419,3 +419,16 @@ def test_a_metrics_file_that_is_not_csv_is_one_clear_error(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(CheckpointError, match="is not a CSV of metrics"):
         MetricsLog.load(path)
+
+
+def test_read_checkpoint_wraps_a_bare_state_dict_and_refuses_others(tmp_path):
+    from bnn_shared.tracking import read_checkpoint
+
+    state = torch.nn.Linear(2, 1).state_dict()
+    torch.save(state, tmp_path / "bare.pt")
+    assert read_checkpoint(tmp_path / "bare.pt")["model"].keys() == state.keys()
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="holds no model state dict"):
+        read_checkpoint(tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        read_checkpoint(tmp_path / "none.pt")

@@ -361,6 +361,40 @@ def config_differences(
 # ---------------------------------------------------------------------------------------------
 
 
+def _load_payload(path: Path) -> Any:
+    """``torch.load`` of a checkpoint on the CPU: plain values first, the full unpickler for
+    extras of other types (the file is a run's own); an unreadable file is a CheckpointError."""
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        reason = " ".join(str(exc).strip().splitlines()[:1]) or type(exc).__name__
+        raise CheckpointError(
+            f"cannot read the checkpoint {path}: it is not a readable checkpoint ({reason})"
+        ) from exc
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's contents, its model state dict under ``"model"`` (a file holding a bare
+    state dict is wrapped so), for commands that use a trained run's weights (export, PTQ).
+
+    Raises:
+        CheckpointError: no file, an unreadable one, or no model state dict in it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: file not found; train the run first")
+    payload = _load_payload(path)
+    if isinstance(payload, dict) and "model" not in payload:
+        payload = {"model": payload}
+    state = payload.get("model") if isinstance(payload, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(key, str) for key in state):
+        raise CheckpointError(f"{path} holds no model state dict")
+    return payload
+
+
 class Run:
     """One training run in one directory: config, metrics, checkpoint, progress bars, wandb.
 
@@ -465,14 +499,7 @@ class Run:
                 f"cannot resume: there is no checkpoint at {path} (no epoch of this run has "
                 "finished, or --out-dir points elsewhere); start the run without --resume"
             )
-        try:
-            try:
-                payload = torch.load(path, map_location="cpu", weights_only=True)
-            except pickle.UnpicklingError:
-                # Extras of other types need the full unpickler; the file is this run's own.
-                payload = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise CheckpointError(f"cannot read the checkpoint {path}: {exc}") from exc
+        payload = _load_payload(path)
         if not isinstance(payload, dict) or not {"epoch", "model", "rng"} <= payload.keys():
             raise CheckpointError(f"{path} is not a checkpoint written by bnn_shared.tracking")
         return payload

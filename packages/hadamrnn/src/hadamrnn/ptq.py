@@ -34,7 +34,7 @@ from bnn_shared.cli import add_common_arguments, run_cli
 from bnn_shared.config import from_dict
 from bnn_shared.data.splits import batches
 from bnn_shared.errors import CheckpointError, ConfigError
-from bnn_shared.tracking import atomic_write_text
+from bnn_shared.tracking import atomic_write_text, read_checkpoint
 from bnn_shared.utils import parse_device
 
 from .config import Config, load, lower_keys
@@ -49,15 +49,8 @@ __all__ = ["calibrate", "integer_rows", "quantized_metrics", "main"]
 
 
 def _load(checkpoint: Path, config: str | None) -> tuple[Config, dict]:
-    if not checkpoint.is_file():
-        raise CheckpointError(f"checkpoint {checkpoint} not found")
-    try:
-        payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise CheckpointError(f"cannot read the checkpoint {checkpoint}: {exc}") from exc
-    state = payload.get("model", payload) if isinstance(payload, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{checkpoint} holds no model state dict")
+    payload = read_checkpoint(checkpoint)
+    state = payload["model"]
     if config is not None:
         return load(config), state
     stored = payload.get("config")

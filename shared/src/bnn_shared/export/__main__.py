@@ -29,8 +29,9 @@ import yaml
 
 from .. import export
 from ..cli import run_cli
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from ..summary import summary
+from ..tracking import read_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,17 +67,7 @@ def read_run(run_dir: Path, checkpoint: Path | None) -> tuple[dict[str, Any], di
         raise ConfigError(f"{config_path} is not YAML: {exc}") from exc
     if not isinstance(config, dict):
         raise ConfigError(f"{config_path} does not hold a mapping of settings")
-    path = checkpoint or run_dir / "checkpoint.pt"
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; train the run first")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable checkpoint: {exc}") from exc
-    state = payload.get("model", payload) if isinstance(payload, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
-        raise CheckpointError(f"{path} holds no model state dict")
-    return config, state
+    return config, read_checkpoint(checkpoint or run_dir / "checkpoint.pt")["model"]
 
 
 def _check_out(out: Path) -> None:
