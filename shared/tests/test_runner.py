@@ -141,6 +141,26 @@ class TestTorchrun:
         assert resumed.returncode == 0, resumed.stderr
         assert metric_rows(tmp_path / "killed") == metric_rows(tmp_path / "straight")
 
+    def test_closing_frees_the_process_group(self, tmp_path):
+        # A group still referenced at exit keeps gloo's worker threads running while the
+        # interpreter shuts down, and a process then aborts now and then (SIGABRT).
+        script = tmp_path / "close.py"
+        script.write_text(
+            "import sys, torch, torch.distributed as dist\n"
+            "from bnn_shared.distributed import init_from_env\n"
+            "group = init_from_env(torch.device('cpu'))\n"
+            "world = dist.group.WORLD\n"
+            "torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)\n"
+            "group.close()\n"
+            "print('references', sys.getrefcount(world) - 1)\n"
+        )
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        command += ["--nproc-per-node=2", str(script)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split().count("references") == 2
+        assert set(result.stdout.split()) == {"references", "1"}, result.stdout
+
     def test_resume_needs_the_same_number_of_processes(self, tmp_path):
         assert _torchrun(tmp_path / "run", "--set", "epochs=1").returncode == 0
         result = _torchrun(tmp_path / "run", "--resume", nproc=1)

@@ -102,8 +102,13 @@ class Group:
         return box[0]
 
     def close(self) -> None:
+        """Leave the process group, all processes together: a process that tears down its
+        connections while another still uses them can abort at exit (gloo)."""
         if self.active and dist.is_initialized():
-            dist.destroy_process_group()
+            try:
+                dist.barrier()
+            finally:
+                dist.destroy_process_group()
 
 
 #: The group of a run without a launcher.
@@ -123,6 +128,12 @@ def init_from_env(device: torch.device) -> Group:
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
+        # torch.distributed.nn.functional takes the default group as its functions' default
+        # argument when it is first imported (creating an optimizer imports it); imported
+        # after the group exists, it keeps the group alive past destroy_process_group, and
+        # gloo's worker threads then abort the process at exit. Import it while there is none.
+        import torch.distributed.nn.functional  # noqa: F401
+
         try:
             dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
         except (RuntimeError, ValueError) as exc:
