@@ -2,6 +2,7 @@
 
 Modules: ``registry`` (names, metadata, :func:`load_dataset`, the missing-files message),
 ``vision`` (torchvision images: mnist, fashion_mnist, cifar10, cifar100, imagenette),
+``folders`` (official folder layouts: stanford_dogs, mit_indoor),
 ``digits`` (scikit-learn's bundled 8x8 digits, always offline) and ``sequences`` (smnist,
 pmnist, sdigits, pdigits, copy_task); ``tensors`` is the one path from a dataset to
 in-memory tensors (:func:`load_tensors`, normalised with the statistics of the dataset's info).
@@ -9,7 +10,7 @@ Files live under :func:`data_root`: ``data_dir``, else
 ``$BNN_DATA_DIR``, else ``~/.cache/bnn/data``; nothing is downloaded unless ``download=True``.
 """
 
-from . import digits, sequences, vision  # noqa: F401  (importing registers the datasets)
+from . import digits, folders, sequences, vision  # noqa: F401  (importing registers the datasets)
 from .registry import (
     TASKS,
     BnnDataset,
