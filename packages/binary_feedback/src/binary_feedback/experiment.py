@@ -30,6 +30,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
+from bnn_shared.config import to_dict
+from bnn_shared.export import save_binary
 from bnn_shared.layers import clip_weights_
 from bnn_shared.runner import Context, Experiment, RunSettings, fit
 from torch import Tensor, nn
@@ -37,8 +39,19 @@ from torch import Tensor, nn
 from . import data
 from .commons.layers import is_binarized, is_linear
 from .config import StudyAConfig, StudyBConfig, StudyConfig
-from .evaluation import CONFUSION_FILE, MONITOR_SAMPLES, evaluate_model, monitor, write_confusion
-from .models import MLP, MODELS, build_model, remove_skips
+from .evaluation import (
+    BATCH_FILE,
+    CONFUSION_FILE,
+    MONITOR_SAMPLES,
+    BatchLog,
+    BatchMonitor,
+    evaluate_model,
+    model_size,
+    monitor,
+    write_confusion,
+)
+from .models import MLP, MODELS, BuiltModel, build_model, remove_skips
+from .monitoring import LayerMonitor
 from .training import RULES, Rule, get_rule
 from .utils.binary import binarize_activations, binarize_weights
 
@@ -54,6 +67,8 @@ __all__ = [
 
 #: Where a run goes when no settings say otherwise (the CLI's ``--out-dir`` default).
 DEFAULT_OUT_DIR = "runs/binary_feedback"
+#: Study B's ``--save`` / ``--autosave`` file in the run directory (packed 1-bit weights).
+MODEL_FILE = "model.bnn"
 
 
 class BinaryFeedbackExperiment(Experiment):
@@ -129,6 +144,16 @@ class BinaryFeedbackExperiment(Experiment):
         """The epoch's train metrics, given the running means of its batches."""
         return {"loss": loss, "accuracy": accuracy}
 
+    def measure_step(
+        self, epoch: int, stats: Mapping[str, float], size: int, ctx: Context
+    ) -> dict[str, float]:
+        """Per-batch values measured after a step (before clipping), logged with the batch's
+        loss (W&B); none by default."""
+        return {}
+
+    def after_step(self, step: int, ctx: Context) -> None:
+        """Called after each training step (and its clipping) of an epoch; ``step`` from 0."""
+
     # -- building ------------------------------------------------------------------------------
 
     def build(self, in_shape: tuple[int, ...], num_classes: int):
@@ -173,12 +198,18 @@ class BinaryFeedbackExperiment(Experiment):
             xb, yb = ctx.take_share(xb, self.y_train[idx].to(ctx.device))
             stats = self.rule.step(self.model, xb, yb, self.optimizer)
             ctx.check_loss(stats["loss"], step)
+            measured = self.measure_step(epoch, stats, len(yb), ctx)
             self.clip(self.model)
+            self.after_step(step, ctx)
             seen += len(yb)
             correct += stats["correct"]
             loss_sum += stats["loss"] * len(yb)
             ctx.log_batch(
-                {"batch/loss": stats["loss"], "batch/accuracy": stats["correct"] / len(yb)}
+                {
+                    "batch/loss": stats["loss"],
+                    "batch/accuracy": stats["correct"] / len(yb),
+                    **measured,
+                }
             )
         seconds = time.perf_counter() - began
         metrics = self.train_metrics(loss_sum / max(seen, 1), correct / max(seen, 1), ctx)
@@ -236,16 +267,73 @@ class BinaryFeedbackExperiment(Experiment):
 
 
 class StudyAExperiment(BinaryFeedbackExperiment):
-    """Study A (SAC 2023): an MLP, summed squared error, SGD, every weight clipped."""
+    """Study A (SAC 2023): an MLP, summed squared error, SGD, every weight clipped.
+
+    As the reference, it prints the model size (normal and bit-packed) before training and
+    measures its per-batch statistics after every step (:class:`~.evaluation.BatchMonitor`):
+    one row per step in ``batches.csv``, their epoch means in ``metrics.csv``, a line per
+    batch with ``verbose`` 2. W&B project "<dataset> custom"; ``run_name`` ``auto`` names
+    the run "<METHOD> <binarised|continuous> <hidden act>".
+    """
 
     config: StudyAConfig
     regime = "study_a"
     drop_last = True  # as the reference
     grad_reduction = "sum"  # the summed squared error: torchrun sums the processes' gradients
 
+    def __init__(self, config: StudyAConfig) -> None:
+        super().__init__(config)
+        self.project = f"{config.dataset} custom"
+        self.batch_monitor: BatchMonitor | None = None
+        self.batch_log: BatchLog | None = None
+        self.size: dict[str, int] = {}
+
     @property
     def batch_size(self) -> int:
         return self.config.batch_size
+
+    @property
+    def run_name(self) -> str | None:
+        """``run_name``, with ``auto`` as the reference: "<METHOD> <binarised|continuous>
+        <hidden act>"."""
+        config = self.config
+        if config.run_name != "auto":
+            return config.run_name
+        kind = "binarised" if config.binarize else "continuous"
+        return f"{config.method.upper()} {kind} {config.hidden_act}"
+
+    def setup(self, ctx: Context) -> None:
+        super().setup(ctx)
+        self.batch_monitor = BatchMonitor(self.model)
+        normal, packed = model_size(self.model)
+        self.size = {"model_size/normal_bytes": normal, "model_size/packed_bytes": packed}
+        if not ctx.quiet and ctx.is_main:
+            print(f"model size: normal {normal} B, packed {packed} B", flush=True)
+
+    def train_epoch(self, epoch: int, ctx: Context) -> dict[str, Any]:
+        if self.batch_log is None:  # the first epoch of this process (resumed or not)
+            write = ctx.is_main
+            path = ctx.out_dir / BATCH_FILE
+            self.batch_log = BatchLog(path, epoch, ctx.settings.resume, write=write)
+            wandb_run = ctx.run.wandb_run if ctx.run is not None else None
+            if wandb_run is not None and self.run_name:
+                wandb_run.name = self.run_name
+        metrics = super().train_epoch(epoch, ctx)
+        return {**metrics, **self.batch_log.end_epoch()}
+
+    def measure_step(
+        self, epoch: int, stats: Mapping[str, float], size: int, ctx: Context
+    ) -> dict[str, float]:
+        """The step's :class:`~.evaluation.BatchMonitor` values (a ``batches.csv`` row)."""
+        values = self.batch_monitor.measure()
+        row = self.batch_log.add(epoch, {"batch/loss": stats["loss"], **values})
+        if self.config.verbose >= 2 and not ctx.quiet and ctx.is_main:
+            print(" | ".join(f"{k} {v:.6g}" for k, v in row.items()), flush=True)
+        return values
+
+    def end_epoch(self, epoch: int, row: dict[str, Any], ctx: Context) -> None:
+        super().end_epoch(epoch, row, ctx)
+        row.update(self.size)
 
     def preprocess(self, x: Tensor) -> Tensor:
         return data.scale_study_a(x)
@@ -259,6 +347,7 @@ class StudyAExperiment(BinaryFeedbackExperiment):
             hidden_act=config.hidden_act,
             last_act=config.last_act,
             bn=config.bn,
+            sn=config.sn,
             binarize=config.binarize,
             binarize_last=config.binarize_last,
             weight_ste=config.weight_ste,
@@ -269,7 +358,8 @@ class StudyAExperiment(BinaryFeedbackExperiment):
         return torch.optim.SGD(model.parameters(), lr=self.config.lr, foreach=True)
 
     def clip(self, model: nn.Module) -> None:
-        clip_weights_(model, self.config.weight_clipping, select=is_linear)
+        if self.config.weight_clipping is not None:  # None: no clipping (the study's default)
+            clip_weights_(model, self.config.weight_clipping, select=is_linear)
 
     def train_metrics(self, loss: float, accuracy: float, ctx: Context) -> dict[str, float]:
         """The full training set at the epoch end, batch norm in eval mode (as the study)."""
@@ -293,12 +383,19 @@ class StudyBExperiment(BinaryFeedbackExperiment):
         return "test" if self.config.test_set else "val"
 
     def preprocess(self, x: Tensor) -> Tensor:
-        return data.normalize_study_b(x)
+        return data.normalize_study_b(x, self.config.dataset)
 
     def split(self, x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor, seed: int):
         if self.config.test_set:
             return x_train, y_train, x_test, y_test
-        return data.validation_split(x_train, y_train, self.config.train_fraction, seed)
+        splits = data.validation_split(x_train, y_train, self.config.train_fraction, seed)
+        if getattr(self.config, "val_train_transforms", False):  # the reference (quirk 27)
+            x_val = data.augment_study_b(
+                splits[2], torch.Generator().manual_seed(seed), self.config.dataset,
+                self.config.augment,
+            )  # fmt: skip
+            splits = (splits[0], splits[1], x_val, splits[3])
+        return splits
 
     def input_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         model = MODELS.canonical(self.config.model)
@@ -309,11 +406,11 @@ class StudyBExperiment(BinaryFeedbackExperiment):
         return data.resize(x, self.in_shape[-2:])
 
     def augment(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        return data.augment(x, generator, self.config.augment)
+        return data.augment_study_b(x, generator, self.config.dataset, self.config.augment)
 
     def build_model(self, in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         config = self.config
-        model, fp_layers, _ = build_model(config.model, num_classes, in_shape)
+        model, fp_layers, _ = self.network(in_shape, num_classes)
         if config.remove_skips:
             remove_skips(model)
         if config.binary_weights:
@@ -346,6 +443,70 @@ class StudyBExperiment(BinaryFeedbackExperiment):
         losses = self.eval_losses
         return len(losses) >= 5 and losses[-5] - losses[-1] <= self.config.early_stopping_delta
 
+    # -- study B rest: model options, monitoring, saving, tags (spec A.5, A.6, quirk 31) ------
+
+    def model_options(self) -> dict[str, Any]:
+        """The registered model's options from the config (``--fc-batchnorm``, mixer size)."""
+        config = self.config
+        name = MODELS.canonical(config.model)
+        if name == "mlp":
+            return {"bn": config.fc_batchnorm}
+        if name == "mlpmixer":
+            return {"depth": config.mlp_mixer_layers, "dim": config.mlp_mixer_dim}
+        return {}
+
+    def network(self, in_shape: tuple[int, ...], num_classes: int) -> BuiltModel:
+        """The model before binarisation, its full-precision layers and output layer."""
+        return build_model(self.config.model, num_classes, in_shape, **self.model_options())
+
+    def setup(self, ctx: Context) -> None:
+        super().setup(ctx)
+        self.layer_monitor = None
+        if self.config.monitor:
+            example = self.prepare(self.x_train[:1].to(ctx.device))
+            self.layer_monitor = LayerMonitor(self.model, example)
+
+    def train_epoch(self, epoch: int, ctx: Context) -> dict[str, Any]:
+        wandb_run = ctx.run.wandb_run if ctx.run is not None else None
+        if wandb_run is not None and self.config.tags:
+            wandb_run.tags = tuple(self.config.tags)
+        self._monitored: dict[str, float] = {}
+        if self.layer_monitor is not None:
+            self.layer_monitor.start()
+        row = super().train_epoch(epoch, ctx)
+        return {**row, **self._monitored}
+
+    def after_step(self, step: int, ctx: Context) -> None:
+        if step == 0 and self.layer_monitor is not None:
+            self._monitored = self.layer_monitor.read()
+
+    def end_epoch(self, epoch: int, row: dict[str, Any], ctx: Context) -> None:
+        """Study B's monitoring is read in the epoch (:meth:`after_step`); ``autosave`` writes
+        the model of every epoch."""
+        if self.config.autosave and ctx.is_main:
+            self.save_model(ctx)
+        if self.config.verbose and not ctx.quiet and ctx.is_main:
+            print(f"epoch {epoch}: " + " | ".join(f"{k} {v:.4f}" for k, v in row.items()))
+
+    def finish(self, ctx: Context) -> dict[str, Any]:
+        if self.config.save and ctx.is_main:
+            self.save_model(ctx)
+        return super().finish(ctx)
+
+    def save_model(self, ctx: Context) -> None:
+        """Write the model, 1-bit weights packed, to ``MODEL_FILE`` in the run directory
+        (``bnn_shared.export.load`` rebuilds it)."""
+        config = {
+            "study_config": to_dict(self.config),
+            "in_shape": list(self.in_shape),
+            "num_classes": self.num_classes,
+            "dtype": "float32",
+        }
+        save_binary(
+            self.model, ctx.out_dir / MODEL_FILE, package="binary_feedback",
+            model_class="study_b", config=config,
+        )  # fmt: skip
+
 
 #: The experiments, each for its study's schema.
 EXPERIMENTS: dict[type[StudyConfig], type[BinaryFeedbackExperiment]] = {
@@ -357,6 +518,10 @@ EXPERIMENTS: dict[type[StudyConfig], type[BinaryFeedbackExperiment]] = {
 def experiment_for(config: StudyConfig) -> BinaryFeedbackExperiment:
     """The experiment of ``config``'s study (chosen by the schema's type)."""
     cls = EXPERIMENTS.get(type(config))
+    if isinstance(config, StudyBConfig) and config.reconstruction:
+        from .reconstruction import ReconstructionExperiment
+
+        cls = ReconstructionExperiment
     if cls is None:
         raise TypeError(f"no experiment for {type(config).__name__}; expected a study schema")
     return cls(config)

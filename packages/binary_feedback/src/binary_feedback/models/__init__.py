@@ -11,6 +11,10 @@ full precision (always the first and the last weight layer; pass them to
   output ``classifier.6``.
 - ``MLPMixer``: keeps ``1`` (patch embedding) and the last index (head); output the head.
 
+With ``--reconstruction`` the VGG names build an autoencoder instead (:func:`build_autoencoder`,
+:mod:`.autoencoder`: vgg11, vgg13, vgg16, vgg19), keeping the first encoder conv and the last
+decoder conv full precision.
+
 ``MLP`` and ``FullyConnected`` both build study B's :class:`FullyConnected` (the extension's
 ``--model MLP``); any :class:`MLP` argument can be passed as an option. Study A's MLP, whose
 binarisation lives in its layers, is built directly with :class:`MLP`.
@@ -27,12 +31,14 @@ from bnn_shared.errors import ConfigError, ShapeError
 from bnn_shared.registry import Registry
 from torch import nn
 
+from .autoencoder import AUTOENCODERS, VGGAutoencoder, autoencoder_fp_layers
 from .mixer import MLPMixer, PreNormResidual, remove_prenorm_skips
 from .mlp import MLP, PAPER_HIDDEN, FullyConnected
 from .small_cnn import SmallCNN
 from .vision import mobilenet_v2, remove_inverted_residual_skips, vgg
 
 __all__ = [
+    "AUTOENCODERS",
     "MODELS",
     "MLP",
     "PAPER_HIDDEN",
@@ -41,7 +47,9 @@ __all__ = [
     "MLPMixer",
     "PreNormResidual",
     "SmallCNN",
+    "VGGAutoencoder",
     "available_models",
+    "build_autoencoder",
     "build_model",
     "mobilenet_v2",
     "remove_skips",
@@ -128,6 +136,15 @@ def build_model(name: str, num_classes: int, in_shape: Sequence[int], **options:
         return builder(num_classes, tuple(in_shape), **options)
     except TypeError as exc:
         raise ConfigError(f"model {name!r}: {exc}") from exc
+
+
+def build_autoencoder(name: str, channels: int = 3, *, sigmoid: bool = True) -> BuiltModel:
+    """The VGG autoencoder ``name`` (vgg11, vgg13, vgg16, vgg19; any case) for images of
+    ``channels`` channels, with its full-precision layers; its "output layer" is the last
+    decoder conv."""
+    model = VGGAutoencoder(AUTOENCODERS.get(name), channels, sigmoid=sigmoid)
+    fp_layers = autoencoder_fp_layers(model)
+    return BuiltModel(model, fp_layers, fp_layers[-1])
 
 
 def remove_skips(model: nn.Module) -> int:
