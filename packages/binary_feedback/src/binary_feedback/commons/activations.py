@@ -1,9 +1,9 @@
 """Activations of both studies: sign with straight-through estimators (STE), tanh, identity.
 
-Every sign here maps 0 to -1: ``sign(x) = +1 if x > 0 else -1`` (spec quirk #21, as in both
-reference implementations). The sign activations are modules around the core's quantizer
-functions (:mod:`bnn_shared.quantizers`) with ``zero=-1``; the pseudo-gradient is chosen per
-activation:
+Every sign here but Bi-Real's maps 0 to -1: ``sign(x) = +1 if x > 0 else -1`` (spec quirk
+#21, as in both reference implementations). The sign activations are modules around the
+core's quantizer functions (:mod:`bnn_shared.quantizers`) with ``zero=-1``; the
+pseudo-gradient is chosen per activation:
 
 ========== ========================= ===============================================
 name       forward                   backward (upstream gradient g)
@@ -15,6 +15,10 @@ sign       sign(x)                   g (identity STE; study B's ``--unsat``):
                                      ``quantizers.sign(x, zero=-1)``
 signtanh   sign(x)                   g * (1 - tanh(x)^2):
                                      ``quantizers.tanh_sign(x, zero=-1)``
+BiRealAct  sign(x), sign(0) = 0      g * (2 - 2|x|) inside [-1, 1], else 0 (study B's
+                                     ``--bireal-act``): the value of
+                                     ``quantizers.hard_sign(x, zero=0)`` with the gradient
+                                     of ``quantizers.approx_sign(x)``
 tanh       tanh(x)                   g * (1 - tanh(x)^2) (autograd)
 id         x                         g
 ========== ========================= ===============================================
@@ -41,6 +45,7 @@ from torch import Tensor, nn
 __all__ = [
     "ACTIVATIONS",
     "Activation",
+    "BiRealAct",
     "Identity",
     "SignSat",
     "SignTanh",
@@ -119,6 +124,25 @@ class SignTanh(Activation):
 
     def activate(self, x: Tensor) -> Tensor:
         return quantizers.tanh_sign(x, zero=-1)
+
+
+class BiRealAct(Activation):
+    """Bi-Real Net's activation (study B's ``--bireal-act``, used with Biprop).
+
+    Forward ``torch.sign`` (sign(0) = 0, as the reference); backward
+    ``g * 2 * (1 - |clip(x, -1, 1)|)``, i.e. ``2 - 2|x|`` inside [-1, 1] and 0 outside. The
+    core's ``approx_sign`` has this pseudo-gradient but maps 0 to +1, so the forward value is
+    swapped for ``hard_sign(x, zero=0)`` without touching the gradient (the two differ only
+    where ``x == 0``).
+
+    References: Liu et al., "Bi-Real Net", arXiv 1808.00278.
+    """
+
+    precision = 1
+
+    def activate(self, x: Tensor) -> Tensor:
+        approx = quantizers.approx_sign(x)
+        return approx + (quantizers.hard_sign(x.detach(), zero=0) - approx.detach())
 
 
 class Tanh(Activation, nn.Tanh):

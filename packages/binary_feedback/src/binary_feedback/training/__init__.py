@@ -12,9 +12,18 @@ name         rule                                                    module
 bp (gd)      backpropagation through the STEs                        :mod:`.bp`
 dfa          direct feedback alignment, ``dL/dh := e @ B``           :mod:`.dfa`
 drtp         direct random target projection, ``dL/dh := s @ P``     :mod:`.drtp`
+             (``slow=True``: the hook variant, ``--slow-drtp``)
 hsic         HSIC bottleneck, layer-local                            :mod:`.hsic`
 sigprop      SigpropTL ("pepita"), two forward passes                :mod:`.sigprop`
+ls           local search: random sign flips of one layer, kept if   :mod:`.local_search`
+             the batch loss falls (no optimizer step)
+spsa         SPSA on one module's parameters (zeroth order)          :mod:`.spsa`
+spsah        SPSA on one module's output (node perturbation)         :mod:`.spsa`
+spsag        as spsah, along a fixed direction (DRTP or Hebbian)     :mod:`.spsa`
 ===========  ======================================================  ====================
+
+The last four are study B's unreported extras; they draw from torch's global generator at
+every step (which module, which flips or perturbation), unlike the others.
 """
 
 from __future__ import annotations
@@ -29,8 +38,10 @@ from .bp import BP
 from .dfa import DFA
 from .drtp import DRTP
 from .hsic import HSIC, cosine_kernel, hsic, normalized_hsic
+from .local_search import LocalSearch
 from .regimes import REGIMES, STUDY_A, STUDY_B, Regime, get_regime
 from .sigprop import SigpropTL
+from .spsa import SPSA, SPSAG, SPSAH
 
 __all__ = [
     "RULES",
@@ -48,6 +59,10 @@ __all__ = [
     "DRTP",
     "HSIC",
     "SigpropTL",
+    "LocalSearch",
+    "SPSA",
+    "SPSAH",
+    "SPSAG",
     "cosine_kernel",
     "hsic",
     "normalized_hsic",
@@ -63,6 +78,10 @@ RULES.register("dfa", DFA)
 RULES.register("drtp", DRTP)
 RULES.register("hsic", HSIC)
 RULES.register("sigprop", SigpropTL, aliases=("pepita",))
+RULES.register("ls", LocalSearch)
+RULES.register("spsa", SPSA)
+RULES.register("spsah", SPSAH)
+RULES.register("spsag", SPSAG)
 
 
 def available_rules() -> list[str]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from torch import Tensor
+from functools import partial
 
-from .base import LocalRule, broadcast_signal, feature_size
+import torch
+from bnn_shared.errors import ShapeError
+from torch import Tensor, nn
+
+from .base import LocalRule, broadcast_signal, feature_size, weight_layers
 from .regimes import FEEDBACK_INITS, Regime
 
 __all__ = ["DRTP"]
@@ -22,8 +26,17 @@ class DRTP(LocalRule):
     at once during the forward pass, and ``h`` is detached. ``s`` depends only on the label:
     study A's raw one-hot ``{0, 1}``, study B's centred one-hot ``onehot - 1/C``; its sign is
     taken as is, so e.g. ``grad W_1 = x^T ((s @ P_2) * act'(z_1))`` in a two-layer MLP. The
-    output layer is trained by the regime's loss. One implementation serves both studies
-    (the reference's hook-based ``--slow-drtp`` variant crashes; spec 7, bug 1).
+    output layer is trained by the regime's loss. One implementation serves both studies.
+
+    ``slow=True`` (study B's ``--slow-drtp``) is the reference's hook-based variant, which
+    crashes at start there (spec 7, quirk 1: its class takes no ``init``); here it works and
+    honours ``bw_init`` (quirk 32). Nothing is detached: the model runs forward in train
+    mode, a full backward hook on every Linear / Conv1d / Conv2d but the first *replaces* the
+    gradient w.r.t. the layer's input by ``s @ P_m`` (broadcast as above), and the regime's
+    loss is backpropagated. The output layer's weights thus get the true gradient, every
+    other weight the projected target passed back through its local BN and STE; skip paths
+    still carry backprop (memory as BP's) and residual blocks are not hooked. A hooked layer
+    with more than one tensor input is a ShapeError.
 
     Args:
         regime, num_classes: see :class:`~binary_feedback.training.base.Rule`.
@@ -42,10 +55,54 @@ class DRTP(LocalRule):
         num_classes: int,
         *,
         bw_init: str | None = None,  # None: the regime's feedback_init
+        slow: bool = False,  # True: the hook variant (--slow-drtp)
     ) -> None:
         super().__init__(regime, num_classes)
         init = bw_init or self.regime.feedback_init
         self.bw_init = FEEDBACK_INITS.canonical(init)
+        self.slow = bool(slow)
+        self._target: Tensor | None = None
+
+    # -- the hook variant (slow=True)
+
+    def _register(self, model: nn.Module) -> None:
+        if not self.slow:
+            super()._register(model)
+            return
+        for name, module in list(weight_layers(model).items())[1:]:
+            self._handles.append(module.register_forward_pre_hook(partial(self._draw, name)))
+            hook = partial(self._replace_input_grad, name)
+            self._handles.append(module.register_full_backward_hook(hook))
+        for module in model.modules():  # a full backward hook forbids in-place edits
+            if getattr(module, "inplace", False) is True:
+                module.inplace = False
+
+    def _draw(self, name: str, module: nn.Module, args: tuple) -> None:
+        """Draw the layer's matrix at the first batch (in the forward pass, layer order)."""
+        h = args[0]
+        if self._active and h.requires_grad:
+            self._matrix(name, feature_size(h), h, self.bw_init)
+
+    def _replace_input_grad(self, name: str, module: nn.Module, grad_input, grad_output):
+        if not self._active or self._target is None or grad_input[0] is None:
+            return None  # the first hooked input may need no grad
+        if len(grad_input) > 1:
+            raise ShapeError(f"drtp (slow): layer {name!r} has {len(grad_input)} inputs")
+        signal = self._target.to(grad_input[0].dtype) @ self.matrices[name]
+        return (broadcast_signal(signal, grad_input[0]),)
+
+    def _compute_gradients(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        if not self.slow:
+            return super()._compute_gradients(model, x, y)
+        self._target = self.regime.target_signal(y, self.num_classes, torch.get_default_dtype())
+        try:
+            output = model(x)
+            self.regime.training_loss(output, y).backward()
+        finally:
+            self._target = None
+        return output
+
+    # -- the fast variant (default)
 
     def _train_segment(self, name: str, h: Tensor, y: Tensor) -> None:
         projection = self._matrix(name, feature_size(h), h, self.bw_init)
@@ -53,4 +110,4 @@ class DRTP(LocalRule):
         h.backward(broadcast_signal(target @ projection, h))
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, bw_init={self.bw_init}"
+        return f"{super().extra_repr()}, bw_init={self.bw_init}, slow={self.slow}"

@@ -1,4 +1,4 @@
-"""Utilities: binarisation of any model (study B)."""
+"""Utilities: binarisation of any model, Biprop and Bi-Real activations (study B)."""
 
 from .binary import (
     BINARIZED_ACTIVATIONS,
@@ -10,10 +10,15 @@ from .binary import (
     quantized_weight,
     weight_precision,
 )
+from .biprop import BipropWeight, apply_biprop, biprop_layers, bireal_activations
 
 __all__ = [
     "BINARIZED_ACTIVATIONS",
     "BINARIZED_WEIGHTS",
+    "BipropWeight",
+    "apply_biprop",
+    "biprop_layers",
+    "bireal_activations",
     "binarize_activations",
     "binarize_weights",
     "binary_layers",
