@@ -1,18 +1,37 @@
-"""The studies' data: the core's tensors, each study's scaling, study B's split, resizing and
-training augmentation.
+"""The studies' data: the core's tensors, each study's scaling, study B's per-dataset
+preprocessing, split, resizing and training augmentation.
 
 Images come from :func:`bnn_shared.data.load_tensors` as ``(N, C, H, W)`` floats in [0, 1].
-Study A scales them to [-1, 1] (the reference's ``x / 127.5 - 1``); study B normalises them
-with ImageNet's statistics for RGB images (ImageNette's :class:`~bnn_shared.data.DatasetInfo`
-holds them; CIFAR-10 gets them too, as in the reference) and with mean 0.5 / std 0.5
-otherwise, resizes each batch to the model's input size and flips (or augments) training
-batches.
+Study A scales every dataset to [-1, 1] (the reference's ``x / 127.5 - 1``). Study B does
+what its code does for each dataset (:data:`STUDY_B_TRANSFORMS`, :func:`study_b_transform`):
+
+==============  ==========================================  =====  =========  ==========
+dataset         Normalize(mean, std)                        flip   --augment  resize
+==============  ==========================================  =====  =========  ==========
+mnist           0.1307, 0.3081                              no     ignored    none (28)
+fashion_mnist   0.2860, 0.3530                              no     ignored    none (28)
+cifar10         (0.4914, 0.4822, 0.4465),                   no     ignored    224
+                (0.2470, 0.2435, 0.2616)
+imagenette      ImageNet's                                  yes    honoured   224 x 224
+stanford_dogs   ImageNet's                                  yes    honoured   224 x 224
+mit_indoor      ImageNet's                                  yes    honoured   224 x 224
+others (digits) ImageNet's for RGB, 0.5 / 0.5 otherwise     yes    honoured   none
+==============  ==========================================  =====  =========  ==========
+
+ImageNette, Dogs and Indoor are read at 224 x 224 (``Resize((224, 224))``, the reference's
+test transform; ImageNette's core default, Resize(256) + CenterCrop(224), is replaced).
+Each batch is resized (bilinear) to the model's input side (:func:`input_size`): 224 for
+the 224-input models, the native side for the others; MNIST therefore reaches the 224-input
+models and CIFAR-10 the MLP at 32 x 32, which the reference cannot run (quirk 26);
+``image_size=224`` gives CIFAR-10 the reference's 224 x 224 for any model. ``digits`` (not
+in the study) keeps the rule of the last row, which the golden runs record.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 
 import torch
 from bnn_shared.data import dataset_info, load_tensors, normalize
@@ -21,13 +40,18 @@ from torch import Tensor
 __all__ = [
     "IMAGENET_STATISTICS_FROM",
     "LARGE_INPUT_MODELS",
+    "REFERENCE_SIZE",
+    "STUDY_B_TRANSFORMS",
+    "StudyBTransform",
     "augment",
+    "augment_study_b",
     "flip",
     "input_size",
     "load_splits",
     "normalize_study_b",
     "resize",
     "scale_study_a",
+    "study_b_transform",
     "validation_split",
 ]
 
@@ -35,16 +59,84 @@ __all__ = [
 IMAGENET_STATISTICS_FROM = "imagenette"
 #: Study B's models that take 224 x 224 inputs unless ``image_size`` says otherwise.
 LARGE_INPUT_MODELS = frozenset({"mobilenetv2", "vgg16", "vgg19", "mlpmixer"})
+#: The side the reference resizes CIFAR-10, ImageNette, Dogs and Indoor images to.
+REFERENCE_SIZE = 224
 
 Splits = tuple[Tensor, Tensor, Tensor, Tensor]
+
+
+@dataclass(frozen=True)
+class StudyBTransform:
+    """What study B's code does to one dataset's images.
+
+    Attributes:
+        mean, std: the per-channel ``Normalize`` statistics; None for the datasets the study
+            does not have (ImageNet's for three channels, 0.5 and 0.5 otherwise).
+        flip: training batches get RandomHorizontalFlip (also without ``--augment``).
+        augments: ``--augment`` applies the full pipeline (:func:`augment`); False: ignored.
+        size: the side the reference resizes to (None: the native side).
+    """
+
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+    flip: bool
+    augments: bool
+    size: int | None
+
+    def statistics(self, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(mean, std)`` for images of ``channels`` channels."""
+        if self.mean is not None and self.std is not None:
+            return self.mean, self.std
+        if channels == 3:
+            info = dataset_info(IMAGENET_STATISTICS_FROM)
+            return info.mean, info.std
+        return (0.5,) * channels, (0.5,) * channels
+
+
+def _imagenet_folder() -> StudyBTransform:
+    info = dataset_info(IMAGENET_STATISTICS_FROM)
+    return StudyBTransform(info.mean, info.std, True, True, REFERENCE_SIZE)
+
+
+#: Study B's preprocessing of each of its datasets (canonical names; spec A.5 and 3.6).
+STUDY_B_TRANSFORMS: dict[str, StudyBTransform] = {
+    "mnist": StudyBTransform((0.1307,), (0.3081,), False, False, None),
+    "fashion_mnist": StudyBTransform((0.2860,), (0.3530,), False, False, None),
+    "cifar10": StudyBTransform(
+        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), False, False, REFERENCE_SIZE
+    ),
+    "imagenette": _imagenet_folder(),
+    "stanford_dogs": _imagenet_folder(),
+    "mit_indoor": _imagenet_folder(),
+}
+#: Any other dataset (``digits``, ours): the rule the golden runs were recorded with.
+OTHER_DATASETS = StudyBTransform(None, None, True, True, None)
+
+
+def study_b_transform(dataset: str | None) -> StudyBTransform:
+    """Study B's preprocessing of ``dataset`` (a canonical name; None or an unlisted name:
+    :data:`OTHER_DATASETS`)."""
+    return STUDY_B_TRANSFORMS.get(dataset or "", OTHER_DATASETS)
+
+
+def _loader_options(dataset: str) -> dict:
+    """Loader options that give the reference's 224 x 224 images (``Resize((224, 224))``, no
+    crop) where the core's default differs: ImageNette's crops."""
+    if dataset != "imagenette":
+        return {}
+    from torchvision import transforms
+
+    size = (REFERENCE_SIZE, REFERENCE_SIZE)
+    return {"transform": transforms.Compose([transforms.Resize(size), transforms.ToTensor()])}
 
 
 def load_splits(
     dataset: str, data_dir: str | os.PathLike | None = None, download: bool = False
 ) -> Splits:
     """``x_train, y_train, x_test, y_test`` of a registered dataset, images in [0, 1]."""
-    x_train, y_train, _ = load_tensors(dataset, "train", data_dir, download)
-    x_test, y_test, _ = load_tensors(dataset, "test", data_dir, download)
+    options = _loader_options(dataset)
+    x_train, y_train, _ = load_tensors(dataset, "train", data_dir, download, **options)
+    x_test, y_test, _ = load_tensors(dataset, "test", data_dir, download, **options)
     return x_train, y_train, x_test, y_test
 
 
@@ -53,14 +145,11 @@ def scale_study_a(x: Tensor) -> Tensor:
     return x * 2 - 1
 
 
-def normalize_study_b(x: Tensor) -> Tensor:
-    """Study B's inputs: ``(x - mean) / std`` per channel, ImageNet's statistics for three
-    channels, 0.5 and 0.5 for any other number."""
-    channels = x.shape[1]
-    if channels == 3:
-        info = dataset_info(IMAGENET_STATISTICS_FROM)
-        return normalize(x, info.mean, info.std)
-    return normalize(x, (0.5,) * channels, (0.5,) * channels)
+def normalize_study_b(x: Tensor, dataset: str | None = None) -> Tensor:
+    """Study B's inputs: ``(x - mean) / std`` per channel with ``dataset``'s statistics
+    (:func:`study_b_transform`)."""
+    mean, std = study_b_transform(dataset).statistics(x.shape[1])
+    return normalize(x, mean, std)
 
 
 def validation_split(x: Tensor, y: Tensor, fraction: float, seed: int) -> Splits:
@@ -126,3 +215,14 @@ def augment(x: Tensor, generator: torch.Generator, full: bool) -> Tensor:
             image = TF.erase(image, i, j, eh, ew, torch.zeros(()))
         out.append(image)
     return flip(torch.stack(out), generator)
+
+
+def augment_study_b(
+    x: Tensor, generator: torch.Generator, dataset: str | None, full: bool
+) -> Tensor:
+    """A training batch as study B's code transforms ``dataset``'s: unchanged for MNIST,
+    Fashion-MNIST and CIFAR-10 (no flip; ``full`` ignored), else :func:`augment`."""
+    spec = study_b_transform(dataset)
+    if not spec.flip:
+        return x
+    return augment(x, generator, full and spec.augments)

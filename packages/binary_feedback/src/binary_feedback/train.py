@@ -43,7 +43,7 @@ from bnn_shared.config import apply_overrides, from_dict, load_yaml
 from bnn_shared.errors import ConfigError
 from bnn_shared.runner import RunSettings
 
-from .config import STUDIES, StudyAConfig, StudyBConfig, StudyConfig
+from .config import DATASETS, STUDIES, StudyAConfig, StudyBConfig, StudyConfig
 from .experiment import DEFAULT_OUT_DIR, build, train_model
 
 __all__ = [
@@ -88,14 +88,21 @@ def build_parser() -> argparse.ArgumentParser:
     add("--config", help="YAML file whose keys are flag names (dashes or underscores)")
     add("--study", choices=["auto", "A", "B"], help="regime (default: auto, by the flags used)")
     add(
+        "-m",
         "--method",
-        help="GD|BP|DFA|DRTP (study A, default DFA), bp|dfa|drtp|hsic|pepita|sigprop (B, bp)",
+        help="GD|BP|DFA|DRTP (study A, any case, default GD), bp|dfa|drtp|hsic|pepita|sigprop "
+        "(B, bp)",
     )
-    add("--dataset", help="MNIST (default), FashionMNIST, CIFAR10, imagenette, digits")
-    add("--epochs", type=int, help="epochs (study A 100, study B 80)")
-    add("--lr", type=float, help="learning rate (study A 1e-4, study B 1e-3)")
+    add(
+        "-d",
+        "--dataset",
+        help="MNIST (default), fashion_mnist, cifar (cifar10, cifar-10), imagenette, digits",
+    )
+    add("-e", "--epochs", type=int, help="epochs (study A 5, study B 80)")
+    add("--lr", type=float, help="learning rate (study A 1e-3, study B 1e-3)")
     _add_study_a_flags(parser)
     _add_study_b_flags(parser)
+    _add_dataset_switches(parser)
     add_common_arguments(parser, out_dir=DEFAULT_OUT_DIR, seed=None)
     return parser
 
@@ -103,27 +110,48 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_study_a_flags(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument_group("study A (binary MLPs, SAC 2023)")
     a.add_argument("--bn", action="store_true", help="batch norm after each hidden Linear")
+    a.add_argument(
+        "--sn", action="store_true", help="Scaler after each hidden Linear: x / fan-in"
+    )
     a.add_argument("--init", type=float, help="weights U(-init, init) (default 0.1)")
-    a.add_argument("--hidden-act", help="signsat, tanh (default), sign, signtanh")
+    a.add_argument("--hidden-act", help="tanh (default), sign, signsat, signtanh, id (any case)")
     a.add_argument("--last-act", help="output activation (default tanh)")
-    a.add_argument("-b", "--batch-size", type=int, help="batch size (default 128)")
-    a.add_argument("--hidden", help="hidden sizes, comma-separated (default 700,500,300,200)")
+    a.add_argument(
+        "-b", "--batchsize", "--batch-size", dest="batch_size", type=int,
+        help="batch size (default 128)",
+    )  # fmt: skip
+    a.add_argument("--hidden", help="hidden sizes, comma-separated (default 700,500)")
     a.add_argument("--binarize", action="store_true", help="binary weights but the last layer")
-    a.add_argument("--binarize-last", action="store_true", help="also binarise the output")
+    a.add_argument(
+        "--binarize_last", "--binarize-last", dest="binarize_last", action="store_true",
+        help="binary output weights (identity STE; works without --binarize)",
+    )  # fmt: skip
     a.add_argument("--weight-ste", choices=["identity", "sat", "tanh"])
-    a.add_argument("--weight-clipping", type=float, help="clip |W| to this (default 1)")
-    a.add_argument("-v", "--verbose", action="store_true", help="print every epoch's metrics")
+    a.add_argument(
+        "--weight-clipping", type=float, help="clip |W| to this (default: none; <= 0: none)"
+    )
+    a.add_argument(
+        "-v", "--verbose", action="count",
+        help="-v: a line per epoch, -vv: also a line per batch",
+    )  # fmt: skip
     a.add_argument(
         "--monitor",
         action="store_true",
         help="log saturation and normalised HSIC per layer at each epoch end (2,000 samples)",
     )
-    a.add_argument("--run-name", help="run name (default: '<METHOD> <binarised|continuous> <act>')")
+    a.add_argument(
+        "--run-name",
+        help="run name; auto: '<METHOD> <binarised|continuous> <hidden act>' (W&B name)",
+    )
 
 
 def _add_study_b_flags(parser: argparse.ArgumentParser) -> None:
     b = parser.add_argument_group("study B (extension, arXiv 2408.04460)")
-    b.add_argument("--model", help="MLP (default), MobileNetV2, vgg16, vgg19, MLPMixer, SmallCNN")
+    b.add_argument(
+        "--model",
+        help="MobileNetV2 (default), vgg16, vgg19, MLPMixer, FullyConnected (alias MLP), "
+        "SmallCNN; with --reconstruction vgg11, vgg13, vgg16, vgg19",
+    )
     b.add_argument("--binary-act", action="store_true", help="sign activations")
     b.add_argument("--binary-weights", action="store_true", help="sign weights")
     b.add_argument("--unsat", action="store_true", help="identity STE instead of saturated")
@@ -152,6 +180,101 @@ def _add_study_b_flags(parser: argparse.ArgumentParser) -> None:
         "models and MLPMixer, native for MLP and SmallCNN)",
     )
     b.add_argument("--no-wandb", action="store_true", help="no W&B logging (the default here)")
+    b.add_argument("--mlp-mixer-layers", type=int, help="MLPMixer depth (default 12)")
+    b.add_argument("--mlp-mixer-dim", type=int, help="MLPMixer width, even (default 512)")
+    b.add_argument(
+        "--fc-batchnorm", action="store_true", help="FullyConnected: BatchNorm1d per layer"
+    )
+    b.add_argument(
+        "--reconstruction",
+        action="store_true",
+        help="train a VGG autoencoder (--model vgg11|vgg13|vgg16|vgg19; --method bp|dfa) on MSE",
+    )
+    b.add_argument(
+        "--reconstruction-target",
+        choices=["image", "normalized"],
+        help="image (default): the [0, 1] image; normalized: the normalised input (reference)",
+    )
+    b.add_argument("--num-workers", type=int, help="data-loader workers (default 4; stored)")
+    b.add_argument("--save", action="store_true", help="write model.bnn at the end of the run")
+    b.add_argument(
+        "--autosave", action="store_true", help="write model.bnn after every epoch (and --save)"
+    )
+    b.add_argument("--tags", nargs="+", help="W&B run tags (stored in config.yaml)")
+
+
+#: Study B's dataset switches, first = highest precedence (``--mnist`` > ``--fashion-mnist``
+#: > ``--cifar10`` > ``--dogs`` > ``--indoor``; none: the default, ImageNette).
+DATASET_SWITCHES = {
+    "--mnist": "mnist",
+    "--fashion-mnist": "fashion_mnist",
+    "--cifar10": "cifar10",
+    "--dogs": "stanford_dogs",
+    "--indoor": "mit_indoor",
+}
+
+
+class _SwitchedDataset(str):
+    """The parsed ``dataset`` once a switch was typed: the chosen name, with the switches
+    and the ``--dataset`` value seen so far (to check that they agree)."""
+
+    switches: tuple[str, ...] = ()
+    explicit: str | None = None
+
+    @classmethod
+    def of(cls, switches: tuple[str, ...], explicit: str | None) -> _SwitchedDataset:
+        chosen = DATASET_SWITCHES[min(switches, key=list(DATASET_SWITCHES).index)]
+        if explicit is not None and DATASETS.get(explicit) != chosen:
+            flags = " ".join(sorted(set(switches), key=list(DATASET_SWITCHES).index))
+            raise ConfigError(
+                f"--dataset {explicit} and {flags} name different datasets; give one of them"
+            )
+        value = cls(chosen)
+        value.switches, value.explicit = switches, explicit
+        return value
+
+
+class _DatasetSwitch(argparse.Action):
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        current = getattr(namespace, "dataset", None)
+        switches = (*getattr(current, "switches", ()), option_string)
+        explicit = getattr(current, "explicit", None) if current is not None else None
+        if current is not None and not isinstance(current, _SwitchedDataset):
+            explicit = current  # --dataset came first
+        namespace.dataset = _SwitchedDataset.of(switches, explicit)
+
+
+class _DatasetFlag(argparse._StoreAction):
+    """``--dataset`` after a switch: checked against it."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        current = getattr(namespace, "dataset", None)
+        if isinstance(current, _SwitchedDataset):
+            values = _SwitchedDataset.of(current.switches, values)
+        namespace.dataset = values
+
+
+def _add_dataset_switches(parser: argparse.ArgumentParser) -> None:
+    """Study B's ``--mnist --fashion-mnist --cifar10 --dogs --indoor`` (they set ``dataset``;
+    with a ``--dataset`` naming another dataset: an error) and ``--val-train-transforms``."""
+    b = parser.add_argument_group("study B datasets (default ImageNette)")
+    for flag, name in DATASET_SWITCHES.items():
+        b.add_argument(flag, action=_DatasetSwitch, dest="dataset", help=f"--dataset {name}")
+    for action in parser._actions:
+        if action.dest == "dataset" and type(action) is argparse._StoreAction:
+            action.__class__ = _DatasetFlag
+    b.add_argument(
+        "--val-train-transforms",
+        action="store_true",
+        help="the validation split gets the training flip/augmentation, drawn once (the "
+        "reference; default: the test transform)",
+    )
+
+
+STUDY_B_FLAGS.extend(DATASET_SWITCHES)  # a switch selects study B like the other flags
 
 
 def parse(argv: Sequence[str] | None = None) -> tuple[StudyConfig, RunSettings]:
