@@ -21,7 +21,7 @@ import torch
 from bnn_shared.config import ConfigModel
 from bnn_shared.data.registry import DATASETS as CORE_DATASETS
 from bnn_shared.registry import Registry
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, PositiveInt, ValidationInfo, field_validator, model_validator
 
 from .commons.activations import ACTIVATIONS
 from .models import MODELS
@@ -236,6 +236,26 @@ class StudyBConfig(StudyConfig):
     save: bool = Field(False, description="write the trained model to model.bnn at the end")
     autosave: bool = Field(False, description="write model.bnn after every epoch (implies save)")
     tags: list[str] = Field([], description="W&B run tags (stored in config.yaml)")
+    # -- study B's extra training rules (ls, spsa, spsah, spsag), Biprop, Bi-Real, slow DRTP --
+    mut_prob: float = Field(0.1, ge=0, le=1, description="ls: probability of flipping an entry")
+    ls_accuracy: bool = Field(False, description="ls: the fitness is the batch accuracy")
+    spsa_c: float = Field(1e-3, gt=0, description="spsa, spsah, spsag: perturbation size c")
+    spsa_g_pert: Literal["drtp", "hebbian"] = Field(
+        "drtp", description="spsag: direction s @ B_m (drtp) or the output itself (hebbian)"
+    )
+    biprop: float | None = Field(
+        None, gt=0, le=1, description="Biprop: share of weights kept (--biprop alone: 0.2)"
+    )
+    bireal_act: bool = Field(False, description="Bi-Real activations (ignored with binary_act)")
+    slow_drtp: bool = Field(False, description="drtp: the hook variant (reference's DRTP class)")
+
+    @field_validator("slow_drtp")
+    @classmethod
+    def _slow_drtp_needs_drtp(cls, value: bool, info: ValidationInfo) -> bool:
+        method = info.data.get("method")
+        if value and method is not None and RULES.canonical(method) != "drtp":
+            raise ValueError(f"--slow-drtp is a variant of --method drtp, not {method!r}")
+        return value
 
     @field_validator("model")
     @classmethod
