@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lr", type=float, help="learning rate (study A 1e-3, study B 1e-3)")
     _add_study_a_flags(parser)
     _add_study_b_flags(parser)
+    _add_study_b_method_flags(parser)
     _add_dataset_switches(parser)
     add_common_arguments(parser, out_dir=DEFAULT_OUT_DIR, seed=None)
     return parser
@@ -255,6 +256,28 @@ class _DatasetFlag(argparse._StoreAction):
         if isinstance(current, _SwitchedDataset):
             values = _SwitchedDataset.of(current.switches, values)
         namespace.dataset = values
+
+
+def _add_study_b_method_flags(parser: argparse.ArgumentParser) -> None:
+    m = parser.add_argument_group("study B's extra training rules, Biprop and Bi-Real")
+    m.add_argument("--mut-prob", type=float, help="ls: flip probability per entry (0.1)")
+    m.add_argument("--ls-accuracy", action="store_true", help="ls: fitness is the accuracy")
+    m.add_argument("--spsa-c", type=float, help="spsa, spsah, spsag: perturbation size (1e-3)")
+    m.add_argument("--spsa-g-pert", choices=["drtp", "hebbian"], help="spsag direction (drtp)")
+    m.add_argument(
+        "--biprop",
+        nargs="?",
+        const=0.2,
+        type=float,
+        metavar="P",
+        help="Biprop: random weights, learned top-P mask (P: share kept; 0.2 if no value)",
+    )
+    m.add_argument(
+        "--bireal-act", action="store_true", help="Bi-Real activations (not with --binary-act)"
+    )
+    m.add_argument(
+        "--slow-drtp", action="store_true", help="with --method drtp: the hook variant"
+    )
 
 
 def _add_dataset_switches(parser: argparse.ArgumentParser) -> None:
