@@ -16,9 +16,11 @@ from bnn_shared.errors import ConfigError
 class TestSchemas:
     def test_each_study_has_its_own_defaults(self):
         a, b = StudyAConfig(), StudyBConfig()
-        assert (a.study, a.epochs, a.lr, a.method) == ("A", 100, 1e-4, "DFA")
+        # study A: its code's command-line defaults (spec A.1), not the paper's settings
+        assert (a.study, a.epochs, a.lr, a.method) == ("A", 5, 1e-3, "GD")
+        assert (a.init, a.weight_clipping, a.verbose, a.sn) == (0.1, None, 0, False)
         assert (b.study, b.epochs, b.lr, b.method) == ("B", 80, 1e-3, "bp")
-        assert a.hidden == [700, 500, 300, 200] and a.batch_size == 128 and b.bs == 10
+        assert a.hidden == [700, 500] and a.batch_size == 128 and b.bs == 10
 
     def test_hidden_sizes_from_a_comma_separated_string(self):
         assert StudyAConfig(hidden="256, 128").hidden == [256, 128]

@@ -54,6 +54,7 @@ from .models import MLP, MODELS, BuiltModel, build_model, remove_skips
 from .monitoring import LayerMonitor
 from .training import RULES, Rule, get_rule
 from .utils.binary import binarize_activations, binarize_weights
+from .utils.biprop import apply_biprop, bireal_activations
 
 __all__ = [
     "BinaryFeedbackExperiment",
@@ -413,10 +414,14 @@ class StudyBExperiment(BinaryFeedbackExperiment):
         model, fp_layers, _ = self.network(in_shape, num_classes)
         if config.remove_skips:
             remove_skips(model)
+        if config.biprop is not None:  # every weight layer, before the activations change
+            apply_biprop(model, config.biprop)
         if config.binary_weights:
             binarize_weights(model, keep_fp=fp_layers)
         if config.binary_act:
             binarize_activations(model, unsat=config.unsat)
+        elif config.bireal_act:  # ignored with binary_act, as the reference
+            bireal_activations(model)
         return model
 
     def rule_options(self) -> dict[str, Any]:
@@ -428,6 +433,11 @@ class StudyBExperiment(BinaryFeedbackExperiment):
             "mode": config.hsic_mode,
             "gain": config.pepita_gain,
             "gain_mode": config.pepita_gain_mode,
+            "mut_prob": config.mut_prob,
+            "accuracy": config.ls_accuracy,
+            "c": config.spsa_c,
+            "pert": config.spsa_g_pert,
+            "slow": config.slow_drtp,
         }
         return {key: value for key, value in candidates.items() if key in accepted}
 

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ..commons.activations import get_activation
 from ..commons.layers import BinaryLinear, StudyABatchNorm1d
 
-__all__ = ["PAPER_HIDDEN", "MLP", "FullyConnected"]
+__all__ = ["PAPER_HIDDEN", "MLP", "FullyConnected", "Scaler"]
 
 #: Hidden sizes of both studies.
 PAPER_HIDDEN = (700, 500, 300, 200)
@@ -35,8 +35,34 @@ PAPER_HIDDEN = (700, 500, 300, 200)
 NormFactory = Callable[..., nn.Module]
 
 
+class Scaler(nn.Module):
+    """Study A's ``--sn`` layer: ``y = x / n_in``, ``n_in`` the fan-in of the Linear before it.
+
+    No parameters; train and eval behave the same. Autograd divides the backward signal by
+    ``n_in`` too (``delta_in = delta_out / n_in``), so the preceding Linear's weight gradient
+    is also divided by ``n_in``, as in the reference.
+
+    Args:
+        fan_in: the input size of the preceding Linear (784 or 3072, then 700, 500, 300 for
+            the paper's network).
+    """
+
+    def __init__(self, fan_in: int) -> None:
+        super().__init__()
+        if fan_in < 1:
+            raise ValueError(f"Scaler needs a positive fan-in, got {fan_in}")
+        self.fan_in = int(fan_in)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x / self.fan_in
+
+    def extra_repr(self) -> str:
+        return f"fan_in={self.fan_in}"
+
+
 class MLP(nn.Module):
-    """Study A's MLP: Flatten -> [BinaryLinear -> (batch norm) -> hidden act]* -> output.
+    """Study A's MLP: Flatten -> [BinaryLinear -> (Scaler) -> (batch norm) -> hidden act]*
+    -> output (no Scaler after it).
 
     Args:
         in_features: flattened input size (784 for MNIST, 3072 for CIFAR-10).
@@ -46,9 +72,13 @@ class MLP(nn.Module):
             ``id``). Default ``tanh``.
         last_act: output activation name. Default ``tanh`` (study A's MSE head).
         bn: batch norm after each hidden Linear (``--bn``). Default False.
+        sn: a :class:`Scaler` after each hidden Linear, before the batch norm (``--sn``).
+            Default False.
         binarize: binary weights in every Linear but the output one (``--binarize``).
             Default False.
-        binarize_last: binary output weights too (``--binarize_last``). Default False.
+        binarize_last: binary output weights (``--binarize_last``), with or without
+            ``binarize``; its latent weights always get the identity STE, whatever
+            ``weight_ste`` (as the reference). Default False.
         weight_ste: latent-weight STE of binary layers: ``identity``, ``sat``, ``tanh``
             (``--weight-ste``). Default ``identity``.
         init: weights drawn U(-init, +init) (``--init``); None: PyTorch's default. Default 0.1.
@@ -67,6 +97,7 @@ class MLP(nn.Module):
         hidden_act: str = "tanh",
         last_act: str = "tanh",
         bn: bool = False,
+        sn: bool = False,
         binarize: bool = False,
         binarize_last: bool = False,
         weight_ste: str = "identity",
@@ -77,21 +108,22 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
 
-        def linear(n_in: int, n_out: int, binary: bool) -> BinaryLinear:
+        def linear(n_in: int, n_out: int, binary: bool, ste: str = weight_ste) -> BinaryLinear:
             return BinaryLinear(
-                n_in, n_out, binarize=binary, weight_ste=weight_ste, init=init, bias=bias,
-                dtype=dtype,
+                n_in, n_out, binarize=binary, weight_ste=ste, init=init, bias=bias, dtype=dtype
             )  # fmt: skip
 
         blocks: list[nn.Module] = [nn.Flatten()]
         sizes = [in_features, *hidden]
         for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
             blocks.append(linear(n_in, n_out, binarize))
+            if sn:
+                blocks.append(Scaler(n_in))
             if bn:
                 blocks.append(norm(n_out, dtype=dtype))
             blocks.append(get_activation(hidden_act))
         self.layers = nn.Sequential(*blocks)
-        self.output = linear(sizes[-1], num_classes, binarize and binarize_last)
+        self.output = linear(sizes[-1], num_classes, binarize_last, "identity")
         self.last_act = get_activation(last_act)
 
     def forward(self, x: Tensor) -> Tensor:
