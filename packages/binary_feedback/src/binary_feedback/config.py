@@ -32,15 +32,13 @@ from .training.regimes import FEEDBACK_INITS
 __all__ = ["DATASETS", "STUDIES", "StudyAConfig", "StudyBConfig", "StudyConfig"]
 
 #: The datasets the studies train on: the core's canonical name of each, under the core
-#: registry's names and aliases (``FashionMNIST``, ``fmnist``, ``CIFAR-10``, ``dogs``,
-#: ``indoor`` ...) and study A's ``cifar`` (its ``--dataset`` choices are mnist,
-#: fashion_mnist and cifar10/cifar/cifar-10, any case).
+#: registry's names and aliases (``FashionMNIST``, ``fmnist``, ``CIFAR-10``, study A's
+#: ``cifar``, ``dogs``, ``indoor`` ...).
 DATASETS: Registry[str] = Registry("dataset", flag="--dataset")
-_STUDY_ALIASES = {"cifar10": ("cifar",)}
 _STUDIED = ("mnist", "fashion_mnist", "cifar10", "imagenette", "stanford_dogs", "mit_indoor")
 for _name in (*_STUDIED, "digits"):
     _aliases = [alias for alias, name in CORE_DATASETS.aliases().items() if name == _name]
-    DATASETS.register(_name, _name, aliases=[*_aliases, *_STUDY_ALIASES.get(_name, ())])
+    DATASETS.register(_name, _name, aliases=_aliases)
 
 
 class StudyConfig(ConfigModel):

@@ -162,7 +162,7 @@ def fashion_mnist(split, root, download, *, transform=None, target_transform=Non
     num_classes=10,
     mean=(0.4914, 0.4822, 0.4465),
     std=(0.247, 0.243, 0.261),
-    aliases=("cifar_10",),
+    aliases=("cifar_10", "cifar"),  # "cifar": binary_feedback's study A names it so
 )
 def cifar10(split, root, download, *, transform=None, target_transform=None):
     """CIFAR-10, 50,000 train / 10,000 test, 3x32x32 in [0, 1] (default ToTensor)."""
