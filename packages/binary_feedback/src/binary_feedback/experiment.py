@@ -329,7 +329,8 @@ class StudyAExperiment(BinaryFeedbackExperiment):
         values = self.batch_monitor.measure()
         row = self.batch_log.add(epoch, {"batch/loss": stats["loss"], **values})
         if self.config.verbose >= 2 and not ctx.quiet and ctx.is_main:
-            print(" | ".join(f"{k} {v:.6g}" for k, v in row.items()), flush=True)
+            text = " | ".join(f"{k} {v:.6g}" for k, v in row.items() if "/" in k)
+            print(f"epoch {epoch} step {row['step']}: {text}", flush=True)
         return values
 
     def end_epoch(self, epoch: int, row: dict[str, Any], ctx: Context) -> None:
