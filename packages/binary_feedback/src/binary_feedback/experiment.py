@@ -268,7 +268,8 @@ class BinaryFeedbackExperiment(Experiment):
 
 
 class StudyAExperiment(BinaryFeedbackExperiment):
-    """Study A (SAC 2023): an MLP, summed squared error, SGD, every weight clipped.
+    """Study A (SAC 2023): an MLP, summed squared error, SGD, every weight clipped (when
+    ``weight_clipping`` is set).
 
     As the reference, it prints the model size (normal and bit-packed) before training and
     measures its per-batch statistics after every step (:class:`~.evaluation.BatchMonitor`):

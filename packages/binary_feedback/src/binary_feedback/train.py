@@ -7,7 +7,7 @@ their flags; the family of flags used selects the study's regime (``--study A|B`
 --hsic-mode --bw-init --no-wandb ...`` (:data:`STUDY_B_FLAGS`), or a ``model`` key in the
 config file, means study B, otherwise study A. Study A: MSE on a tanh output against +-1
 targets, batch-summed gradients, plain SGD, U(-1, 1) feedback, raw one-hot DRTP targets,
-every Linear clipped to ``--weight-clipping``, inputs scaled to [-1, 1]. Study B:
+every Linear clipped to ``--weight-clipping`` when given, inputs scaled to [-1, 1]. Study B:
 cross-entropy, Adam (``--opt``) with weight decay, N(0, 1) feedback, centred one-hot, first
 and last layers full precision, binarised layers clipped to [-1, 1], early stopping.
 
@@ -75,10 +75,18 @@ _RUN_KEYS = frozenset(RunSettings.model_fields)
 _RUN_RECORD = "run"
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A flag argparse refuses (a value of the wrong type, a choice it does not know, an
+    unknown flag) is one ``error:`` line with exit code 2, as the schema's errors are."""
+
+    def error(self, message: str):
+        raise ConfigError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Both studies' flags; a flag not given is absent from the parsed namespace, so that
     a config file's values and the schema's defaults fill the rest."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="python -m binary_feedback.train",
         description="Train binary networks by BP, DFA, DRTP, HSIC or SigpropTL "
         "(both studies' flags; the flags used select the study).",
