@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import partial
 
 import torch
+import torch.nn.functional as F
+from bnn_shared.errors import ShapeError
 from torch import Tensor, nn
 
 from .base import Rule, broadcast_signal, feature_size, output_error, weight_layers
@@ -62,6 +64,7 @@ class DFA(Rule):
         self.detach = bool(detach)
         self._error: Tensor | None = None
         self._detached: list[tuple[str, Tensor]] = []
+        self._image_target: tuple[int, ...] | None = None  # a 4-D target's shape (A.4)
 
     def _register(self, model: nn.Module) -> None:
         hooked = list(weight_layers(model).items())[1:]  # the first layer's input needs no grad
@@ -80,7 +83,10 @@ class DFA(Rule):
         h = args[0]
         if not (self._active and h.requires_grad):
             return None
-        self._matrix(name, feature_size(h), h, self.bw_init)
+        if self._image_target is not None:
+            self._conv_matrix(name, h)
+        else:
+            self._matrix(name, feature_size(h), h, self.bw_init)
         if not self.detach:
             return None
         self._detached.append((name, h))
@@ -94,10 +100,38 @@ class DFA(Rule):
         return (signal, *grad_input[1:])
 
     def _signal(self, name: str, like: Tensor) -> Tensor:
+        if self._error.dim() == 4:  # an image target: a strided conv of B (spec A.4)
+            matrix = self.matrices[name]
+            return F.conv2d(self._error, matrix, stride=tuple(matrix.shape[-2:]))
         return broadcast_signal(self._error @ self.matrices[name], like)
+
+    def _conv_matrix(self, name: str, h: Tensor) -> Tensor:
+        """The fixed ``(C_in, C_target, kh, kw)`` feedback of a layer whose input ``h`` is
+        ``(N, C_in, H, W)``, for a target ``(N, C_target, H_t, W_t)``: kernel = stride =
+        ``(H_t // H, W_t // W)``, drawn per ``bw_init`` at first use (reconstruction, A.4)."""
+        target = self._image_target
+        if h.dim() != 4 or target[-2] % h.shape[-2] or target[-1] % h.shape[-1]:
+            raise ShapeError(
+                f"dfa: an image target {tuple(target[1:])} needs conv inputs whose sides divide "
+                f"its own; layer {name!r} gets {tuple(h.shape[1:])}"
+            )
+        shape = (h.shape[1], target[1], target[-2] // h.shape[-2], target[-1] // h.shape[-1])
+        matrix = self.matrices.get(name)
+        if matrix is None:
+            matrix = torch.empty(shape, dtype=h.dtype)
+            FEEDBACK_INITS.get(self.bw_init)(matrix)
+        elif tuple(matrix.shape) != shape:
+            raise ShapeError(
+                f"dfa: matrix {name!r} has shape {tuple(matrix.shape)} but the model needs "
+                f"{shape}; was the state saved for another model?"
+            )
+        matrix = matrix.to(device=h.device, dtype=h.dtype)
+        self.matrices[name] = matrix
+        return matrix
 
     def _compute_gradients(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         self._detached.clear()
+        self._image_target = tuple(y.shape) if y.dim() == 4 else None
         try:
             output = model(x)
             self._error = output_error(self.regime.training_loss(output, y), output)
