@@ -40,6 +40,7 @@ from torch import Tensor
 __all__ = [
     "IMAGENET_STATISTICS_FROM",
     "LARGE_INPUT_MODELS",
+    "OTHER_DATASETS",
     "REFERENCE_SIZE",
     "STUDY_B_TRANSFORMS",
     "StudyBTransform",
