@@ -138,6 +138,9 @@ def test_study_a_dataset_names():
         ("--dataset cifar10 --mnist", ("--dataset cifar10", "--mnist")),
         ("--dogs --dataset digits", ("--dataset digits", "--dogs")),
         ("--set val_train_transforms=maybe", ("val_train_transforms",)),
+        ("--val-train-transforms=yes", ("--val-train-transforms",)),
+        ("--mnist=1", ("--mnist",)),
+        ("--study A --val-train-transforms", ("--val-train-transforms", "study B")),
     ],
 )
 def test_bad_dataset_switches(tmp_path, change, needles):
