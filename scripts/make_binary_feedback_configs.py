@@ -84,8 +84,8 @@ DOGS_INDOOR_ARGS = "--bs 128"
 def _yaml(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
+    if isinstance(value, float):  # "1.0e-05": YAML 1.1 readers take "1e-05" for a string
+        return f"{value:.1e}" if "e" in repr(value) else repr(value)
     return str(value)
 
 
