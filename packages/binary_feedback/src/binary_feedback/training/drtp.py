@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import partial
 
-import torch
 from bnn_shared.errors import ShapeError
 from torch import Tensor, nn
 
@@ -88,13 +87,14 @@ class DRTP(LocalRule):
             return None  # the first hooked input may need no grad
         if len(grad_input) > 1:
             raise ShapeError(f"drtp (slow): layer {name!r} has {len(grad_input)} inputs")
-        signal = self._target.to(grad_input[0].dtype) @ self.matrices[name]
-        return (broadcast_signal(signal, grad_input[0]),)
+        like = grad_input[0]
+        target = self.regime.target_signal(self._target, self.num_classes, like.dtype)
+        return (broadcast_signal(target @ self.matrices[name], like),)
 
     def _compute_gradients(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         if not self.slow:
             return super()._compute_gradients(model, x, y)
-        self._target = self.regime.target_signal(y, self.num_classes, torch.get_default_dtype())
+        self._target = y  # the labels; the target is made in each gradient's dtype
         try:
             output = model(x)
             self.regime.training_loss(output, y).backward()
