@@ -269,11 +269,6 @@ class StudyBConfig(StudyConfig):
             raise ValueError(f"--mlp-mixer-dim {value} must be even (the channel MLP is D/2 wide)")
         return value
 
-    @field_validator("tags", mode="before")
-    @classmethod
-    def _tag_list(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
-
     @model_validator(mode="before")
     @classmethod
     def _autosave_implies_save(cls, data: object) -> object:
