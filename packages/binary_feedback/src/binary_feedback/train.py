@@ -394,8 +394,16 @@ def _without_other_study_defaults(file: dict[str, Any], study: str) -> dict[str,
     return {
         key: value
         for key, value in file.items()
-        if not (key in _STUDY_KEYS[other] and (value is None or value == fields[key].default))
+        if not (
+            key in _STUDY_KEYS[other]
+            and (value is None or value == fields[key].default or value in _EARLIER.get(key, ()))
+        )
     }
+
+
+#: Defaults of the other study's keys in records written before they changed (left out too):
+#: study B's model was MLP before it became the study code's MobileNetV2.
+_EARLIER: dict[str, tuple[Any, ...]] = {"model": ("MLP",)}
 
 
 def _check_study_keys(data: dict[str, Any], study: str, source: str) -> None:
