@@ -118,7 +118,8 @@ def test_paper_mlp_file_against_summary(tmp_path):
     """Study A's MNIST MLP with batch norm: the file is about 5 % larger than the summary's
     memory (which counts batch norm's running statistics): the container, the step counters
     of batch norm (8 bytes each) and a 2-value codebook per binary tensor."""
-    config = StudyAConfig(dataset="mnist", bn=True, binarize=True, init=1e-3)
+    paper = {"hidden": [700, 500, 300, 200], "init": 1e-3}
+    config = StudyAConfig(dataset="mnist", bn=True, binarize=True, **paper)
     values = exporting.model_config(config)
     model = exporting.build("study_a", values).eval()
     path = export.save_binary(model, tmp_path / "m.bnn", package="binary_feedback",

@@ -132,11 +132,15 @@ class TestStudyAMLP:
         assert all(m.bias is None for m in linears)
 
     def test_binarize_last(self):
+        # spec A.1: the output layer's latent weights always get the identity STE, whatever
+        # --weight-ste, and --binarize_last works without --binarize
         model = MLP(16, 3, (8,), binarize=True, binarize_last=True, weight_ste="sat")
         quantizer = model.output.kernel_quantizer
-        assert isinstance(quantizer, quantizers.SteSign)  # "sat": strict window, sign(0) = -1
-        assert (quantizer.strict, quantizer.zero) == (True, -1)
-        assert MLP(16, 3, (8,), binarize_last=True).output.kernel_quantizer is None
+        assert type(quantizer) is quantizers.Sign and quantizer.zero == -1
+        assert isinstance(model.layers[1].kernel_quantizer, quantizers.SteSign)
+        alone = MLP(16, 3, (8,), binarize_last=True)
+        assert type(alone.output.kernel_quantizer) is quantizers.Sign
+        assert alone.layers[1].kernel_quantizer is None
 
     def test_tanh_output_and_float64(self):
         model = MLP(16, 3, (8, 8), bn=True, dtype=torch.float64)

@@ -30,6 +30,7 @@ STUDY_B = {
     "MLPMixer": 16,
 }
 PAPER_MLP = {"bn": True, "binarize": True, "hidden_act": "signsat", "init": 1e-3}
+PAPER_MLP["hidden"] = [700, 500, 300, 200]  # the paper's; study A's default is 700,500
 
 
 @pytest.fixture(autouse=True)
