@@ -279,6 +279,10 @@ class StudyBConfig(StudyConfig):
     @model_validator(mode="after")
     def _reconstruction_fits(self) -> StudyBConfig:
         check_reconstruction(self.model, self.method, self.reconstruction)
+        if self.reconstruction and self.image_size is not None and self.image_size % 32:
+            raise ValueError(
+                f"--reconstruction needs --image-size a multiple of 32, got {self.image_size}"
+            )
         return self
 
     @field_validator("opt")

@@ -30,6 +30,10 @@ class DFA(Rule):
     ``grad W_{m-1} = h_{m-2}^T ((e @ B_m) * act'(z_{m-1}))``; the output layer gets the true
     gradient. Study A's "signal at the activation output" (spec 2.3) is the same rule.
 
+    With an image target (``--reconstruction``, a 4-D ``y``), ``e`` is ``(N, C_t, H_t, W_t)``
+    and a conv layer's input ``(N, C, H, W)`` gets ``conv2d(e, B_m, stride=k)`` instead, with
+    ``B_m: (C, C_t, k_h, k_w)`` fixed and kernel = stride = ``(H_t // H, W_t // W)`` (spec A.4).
+
     Implementation: a full backward hook on each hooked layer (the reference's mechanism);
     in-place modules (``inplace=True`` ReLU, Dropout) are switched to out-of-place by
     :meth:`prepare`, since a full backward hook forbids in-place edits of its outputs.
