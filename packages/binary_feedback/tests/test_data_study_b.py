@@ -153,3 +153,23 @@ def test_default_imagenette_without_files_names_the_files_download_and_digits(tm
     argv = shlex.split(f"{B} --data-dir {tmp_path / 'data'} --out-dir {tmp_path / 'run'}")
     line = assert_bad_input(main, argv, tmp_path, "imagenette", "imagenette2-320", "--download")
     assert "'digits'" in line
+
+
+def test_a_study_b_run_on_a_generated_indoor_layout(tmp_path):
+    from bnn_shared.cli import run_cli
+    from bnn_shared.testing import metric_rows
+
+    images = tmp_path / "data" / "mit_indoor" / "Images"
+    for r, room in enumerate(("bakery", "kitchen", "office")):
+        for i in range(3):
+            (images / room).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (30 + i, 20), (80 * r, 40 * i, 9)).save(images / room / f"{i}.jpg")
+    (images.parent / "TestImages.txt").write_text("bakery/0.jpg\nkitchen/0.jpg\noffice/0.jpg\n")
+    argv = shlex.split(
+        f"--indoor --model MLP --image-size 8 --bs 2 --test-set --epochs 1 --seed 0 --device cpu "
+        f"--quiet --data-dir {tmp_path / 'data'} --out-dir {tmp_path / 'run'}"
+    )
+    assert run_cli(main, argv) == 0
+    rows = metric_rows(tmp_path / "run" / "metrics.csv")
+    assert [row["epoch"] for row in rows] == [1] and 0.0 <= rows[0]["test/accuracy"] <= 1.0
+    assert "dataset: mit_indoor" in (tmp_path / "run" / "config.yaml").read_text()
