@@ -69,7 +69,7 @@ def test_stanford_dogs_reads_the_official_lists(tmp_path):
     assert train.classes == sorted(BREEDS)
     x, y = train[1]
     assert x.shape == (3, 224, 224) and y == 2
-    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
     test = load_dataset("stanford_dogs", "test", data_dir=tmp_path)
     assert len(test) == len(lists["test"]) and test.targets.tolist() == [1]
 
@@ -142,3 +142,15 @@ def test_metadata_needs_no_files():
         info = dataset_info(name)
         assert info.num_classes == classes and info.input_shape == (3, 224, 224)
         assert info.mean == (0.485, 0.456, 0.406)
+
+
+def test_items_are_stacked_into_one_tensor_with_the_values_of_torch_stack():
+    from bnn_shared.data import as_tensors
+    from bnn_shared.errors import ShapeError
+
+    items = [(torch.randn(2, 3, dtype=torch.float64), i % 3) for i in range(5)]
+    x, y = as_tensors(items)
+    expected = torch.stack([item for item, _ in items]).float()
+    assert x.dtype == torch.float32 and torch.equal(x, expected) and y.tolist() == [0, 1, 2, 0, 1]
+    with pytest.raises(ShapeError, match="item 2"):
+        as_tensors([(torch.zeros(3), 0), (torch.zeros(3), 1), (torch.zeros(1), 0)])

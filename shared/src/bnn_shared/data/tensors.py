@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError, DatasetNotFoundError
+from ..errors import ConfigError, DatasetNotFoundError, ShapeError
 from .registry import BnnDataset, load_dataset
 
 __all__ = ["as_tensors", "load_tensors", "normalize"]
@@ -38,6 +38,8 @@ def as_tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
         inputs = data.float().div_(255)
     elif data is not None and getattr(data, "dtype", None) is not None and targets is not None:
         inputs = torch.as_tensor(data).float().div_(255).permute(0, 3, 1, 2)
+    elif len(dataset):
+        inputs, targets = _stack_items(dataset)
     else:
         items, targets = zip(*(dataset[i] for i in range(len(dataset))), strict=True)
         inputs = torch.stack([torch.as_tensor(item) for item in items]).float()
@@ -52,6 +54,27 @@ def as_tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
             "put matching files in place or download them again with --download"
         )
     return inputs.contiguous(), labels
+
+
+def _stack_items(dataset: Any) -> tuple[torch.Tensor, list]:
+    """A dataset's items read one by one into one preallocated float32 tensor, so that a large
+    split (Stanford Dogs at 224 x 224: 7.2 GB) is held once, not twice, while stacking."""
+    x, y = dataset[0]
+    first = torch.as_tensor(x)
+    inputs = torch.empty((len(dataset), *first.shape), dtype=torch.float32)
+    inputs[0] = first
+    targets = [y]
+    for i in range(1, len(dataset)):
+        x, y = dataset[i]
+        item = torch.as_tensor(x)
+        if item.shape != first.shape:
+            raise ShapeError(
+                f"item {i} has shape {tuple(item.shape)}, item 0 {tuple(first.shape)}: the "
+                "items of a dataset must have one shape to be stacked"
+            )
+        inputs[i] = item
+        targets.append(y)
+    return inputs, targets
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
