@@ -164,3 +164,14 @@ def test_bireal_is_ignored_under_binary_act():
     model = StudyBExperiment(config).build_model((1, 8, 8), C)
     assert BiRealAct in {type(m) for m in model.modules()}
     assert len(biprop_layers(model)) == 5  # first and last included
+
+
+def test_summary_counts_biprop_weights_at_two_bits():
+    from bnn_shared.summary import summary
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8, bias=False), nn.ReLU(), nn.Linear(8, C, bias=False))
+    apply_biprop(model, 0.5)
+    assert summary(model, input_size=(1, 4)).params == {2: 4 * 8 + 8 * C}
+    binarize_weights(model, keep_fp=["2"])
+    assert summary(model, input_size=(1, 4)).params == {1: 4 * 8, 2: 8 * C}

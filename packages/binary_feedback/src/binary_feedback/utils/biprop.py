@@ -26,6 +26,11 @@ the reference calls it a pruning rate.
   LayerNorm stay trainable. Binary weights on top (``--binary-weights``) stack the Sign
   parametrization after this one, so pruned zeros become -1; the scores of such a layer are
   then clipped to [-1, 1] with the other latent weights.
+* The core's summary counts a Biprop weight of a torch Linear / Conv at 2 bits
+  (``weight_precision = 2``: the values are -alpha, 0 and +alpha), or at the Sign's 1 bit
+  with binary weights on top; a quant layer (``BinaryLinear``) keeps its own declaration. The
+  bit-packed export stores the scores and ``R`` as float tensors (only 1-bit
+  parametrizations are packed).
 
 :func:`bireal_activations` swaps the activation modules that ``--binary-act`` would replace
 for :class:`~binary_feedback.commons.activations.BiRealAct`.
@@ -140,6 +145,8 @@ def apply_biprop(model: nn.Module, keep: float) -> list[str]:
         with torch.no_grad():
             module.parametrizations.weight.original.copy_(scores)
         module.biprop_seed = seed
+        if not hasattr(type(module), "weight_precision"):  # quant layers declare their own
+            module.weight_precision = 2  # for the summary: values -alpha, 0, +alpha
         names.append(name)
     return names
 
