@@ -195,22 +195,42 @@ class BatchMonitor:
 
     @torch.no_grad()
     def measure(self) -> dict[str, float]:
-        """The statistics of the last training step (keys: :data:`BATCH_KEYS`)."""
-        values: dict[str, Tensor] = {}
+        """The statistics of the last training step (keys: :data:`BATCH_KEYS`).
+
+        Each tensor's sum and sum of squares are accumulated in float64 where it lies (no
+        concatenated copy), then pooled; one host transfer per step."""
         kept = [self._outputs[id(m)] for m in self.hidden if id(m) in self._outputs]
-        if kept:
-            p = torch.cat([t.reshape(-1) for t in kept]).double()
-            if self.tau is not None:
-                values["batch/average_saturation"] = (p.abs() > self.tau).double().mean()
-            values["batch/activation_variance"] = p.var(unbiased=False)
         grads = [m.weight.grad for m in self.linears if m.weight.grad is not None]
-        if grads:
-            g = torch.cat([t.reshape(-1) for t in grads]).double()
-            values["batch/gradient_variance"] = g.var(unbiased=False)
-            values["batch/max_abs_gradient"] = g.abs().max()
         self._outputs.clear()
-        numbers = torch.stack(list(values.values())).tolist() if values else []
-        return dict(zip(values, numbers, strict=True))
+        parts: list[Tensor] = []
+        for group in (kept, grads):
+            if group:
+                parts.append(sum(t.sum(dtype=torch.float64) for t in group))
+                parts.append(sum(t.square().sum(dtype=torch.float64) for t in group))
+        if kept and self.tau is not None:
+            parts.append(sum((t.abs() > self.tau).sum() for t in kept))
+        if grads:
+            parts.append(torch.stack([_max_abs(t) for t in grads]).max())
+        if not parts:
+            return {}
+        numbers = torch.stack([part.double() for part in parts]).tolist()
+        values: dict[str, float] = {}
+        for group, key in ((kept, "batch/activation_variance"), (grads, "batch/gradient_variance")):
+            if group:
+                (s1, s2), numbers = numbers[:2], numbers[2:]
+                n = sum(t.numel() for t in group)
+                values[key] = max(s2 / n - (s1 / n) ** 2, 0.0)
+        if kept and self.tau is not None:
+            values["batch/average_saturation"] = numbers.pop(0) / sum(t.numel() for t in kept)
+        if grads:
+            values["batch/max_abs_gradient"] = numbers.pop(0)
+        return {key: values[key] for key in BATCH_KEYS if key in values}
+
+
+def _max_abs(t: Tensor) -> Tensor:
+    """max |t| without an |t| copy."""
+    low, high = torch.aminmax(t)
+    return torch.maximum(low.abs(), high)
 
 
 #: Study A's per-batch statistics, one row per training step, in the run directory.
