@@ -48,6 +48,7 @@ __all__ = [
     "augment_study_b",
     "flip",
     "input_size",
+    "load_split",
     "load_splits",
     "normalize_study_b",
     "resize",
@@ -131,13 +132,21 @@ def _loader_options(dataset: str) -> dict:
     return {"transform": transforms.Compose([transforms.Resize(size), transforms.ToTensor()])}
 
 
+def load_split(
+    dataset: str, split: str, data_dir: str | os.PathLike | None = None, download: bool = False
+) -> tuple[Tensor, Tensor]:
+    """``x, y`` of one split of a registered dataset as the studies read it, images in [0, 1]
+    (ImageNette at 224 x 224 without a crop, see :func:`_loader_options`)."""
+    x, y, _ = load_tensors(dataset, split, data_dir, download, **_loader_options(dataset))
+    return x, y
+
+
 def load_splits(
     dataset: str, data_dir: str | os.PathLike | None = None, download: bool = False
 ) -> Splits:
-    """``x_train, y_train, x_test, y_test`` of a registered dataset, images in [0, 1]."""
-    options = _loader_options(dataset)
-    x_train, y_train, _ = load_tensors(dataset, "train", data_dir, download, **options)
-    x_test, y_test, _ = load_tensors(dataset, "test", data_dir, download, **options)
+    """``x_train, y_train, x_test, y_test`` of a registered dataset (:func:`load_split`)."""
+    x_train, y_train = load_split(dataset, "train", data_dir, download)
+    x_test, y_test = load_split(dataset, "test", data_dir, download)
     return x_train, y_train, x_test, y_test
 
 
