@@ -30,8 +30,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
-from bnn_shared.config import to_dict
-from bnn_shared.export import save_binary
 from bnn_shared.layers import clip_weights_
 from bnn_shared.runner import Context, Experiment, RunSettings, fit
 from torch import Tensor, nn
@@ -50,8 +48,8 @@ from .evaluation import (
     monitor,
     write_confusion,
 )
-from .models import MLP, MODELS, BuiltModel, build_model, remove_skips
-from .monitoring import LayerMonitor
+from .models import MLP, MODELS, remove_skips
+from .study_b_run import StudyBRunParts
 from .training import RULES, Rule, get_rule
 from .utils.binary import binarize_activations, binarize_weights
 from .utils.biprop import apply_biprop, bireal_activations
@@ -68,8 +66,6 @@ __all__ = [
 
 #: Where a run goes when no settings say otherwise (the CLI's ``--out-dir`` default).
 DEFAULT_OUT_DIR = "runs/binary_feedback"
-#: Study B's ``--save`` / ``--autosave`` file in the run directory (packed 1-bit weights).
-MODEL_FILE = "model.bnn"
 
 
 class BinaryFeedbackExperiment(Experiment):
@@ -371,7 +367,7 @@ class StudyAExperiment(BinaryFeedbackExperiment):
         )
 
 
-class StudyBExperiment(BinaryFeedbackExperiment):
+class StudyBExperiment(StudyBRunParts, BinaryFeedbackExperiment):
     """Study B (arXiv 2408.04460): registered models, cross-entropy, ``opt``, early stopping."""
 
     config: StudyBConfig
@@ -454,70 +450,6 @@ class StudyBExperiment(BinaryFeedbackExperiment):
         """Once the evaluated loss fell by at most ``early_stopping_delta`` in 4 evaluations."""
         losses = self.eval_losses
         return len(losses) >= 5 and losses[-5] - losses[-1] <= self.config.early_stopping_delta
-
-    # -- study B rest: model options, monitoring, saving, tags (spec A.5, A.6, quirk 31) ------
-
-    def model_options(self) -> dict[str, Any]:
-        """The registered model's options from the config (``--fc-batchnorm``, mixer size)."""
-        config = self.config
-        name = MODELS.canonical(config.model)
-        if name == "mlp":
-            return {"bn": config.fc_batchnorm}
-        if name == "mlpmixer":
-            return {"depth": config.mlp_mixer_layers, "dim": config.mlp_mixer_dim}
-        return {}
-
-    def network(self, in_shape: tuple[int, ...], num_classes: int) -> BuiltModel:
-        """The model before binarisation, its full-precision layers and output layer."""
-        return build_model(self.config.model, num_classes, in_shape, **self.model_options())
-
-    def setup(self, ctx: Context) -> None:
-        super().setup(ctx)
-        self.layer_monitor = None
-        if self.config.monitor:
-            example = self.prepare(self.x_train[:1].to(ctx.device))
-            self.layer_monitor = LayerMonitor(self.model, example)
-
-    def train_epoch(self, epoch: int, ctx: Context) -> dict[str, Any]:
-        wandb_run = ctx.run.wandb_run if ctx.run is not None else None
-        if wandb_run is not None and self.config.tags:
-            wandb_run.tags = tuple(self.config.tags)
-        self._monitored: dict[str, float] = {}
-        if self.layer_monitor is not None:
-            self.layer_monitor.start()
-        row = super().train_epoch(epoch, ctx)
-        return {**row, **self._monitored}
-
-    def after_step(self, step: int, ctx: Context) -> None:
-        if step == 0 and self.layer_monitor is not None:
-            self._monitored = self.layer_monitor.read()
-
-    def end_epoch(self, epoch: int, row: dict[str, Any], ctx: Context) -> None:
-        """Study B's monitoring is read in the epoch (:meth:`after_step`); ``autosave`` writes
-        the model of every epoch."""
-        if self.config.autosave and ctx.is_main:
-            self.save_model(ctx)
-        if self.config.verbose and not ctx.quiet and ctx.is_main:
-            print(f"epoch {epoch}: " + " | ".join(f"{k} {v:.4f}" for k, v in row.items()))
-
-    def finish(self, ctx: Context) -> dict[str, Any]:
-        if self.config.save and ctx.is_main:
-            self.save_model(ctx)
-        return super().finish(ctx)
-
-    def save_model(self, ctx: Context) -> None:
-        """Write the model, 1-bit weights packed, to ``MODEL_FILE`` in the run directory
-        (``bnn_shared.export.load`` rebuilds it)."""
-        config = {
-            "study_config": to_dict(self.config),
-            "in_shape": list(self.in_shape),
-            "num_classes": self.num_classes,
-            "dtype": "float32",
-        }
-        save_binary(
-            self.model, ctx.out_dir / MODEL_FILE, package="binary_feedback",
-            model_class="study_b", config=config,
-        )  # fmt: skip
 
 
 #: The experiments, each for its study's schema.
