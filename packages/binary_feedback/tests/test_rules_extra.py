@@ -281,6 +281,24 @@ def test_slow_drtp_equals_the_hand_rule_and_honours_bw_init():
     assert "slow=True" in repr(slow)
 
 
+def test_slow_drtp_equals_the_fast_one_on_a_plain_chain():
+    """Without skips or local blocks both variants give each layer the projected target of
+    the next one (and the head the true gradient), drawing the same matrices."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, C))
+    model = model.double()
+    x, y = batch()
+    grads = []
+    for slow in (True, False):
+        torch.manual_seed(1)
+        net = copy.deepcopy(model)
+        opt = RecordGrads(net)
+        rule("drtp", slow=slow).step(net, x, y, opt)
+        grads.append(opt.grads)
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grad, grads[1][name])
+
+
 # ---------------------------------------------------------------------------- learning
 
 
