@@ -33,6 +33,7 @@ DEFAULTS = {
     "hidden": [700, 500], "init": 0.1, "bn": False, "sn": False, "hidden_act": "tanh",
     "last_act": "tanh", "binarize": False, "binarize_last": False, "weight_clipping": None,
     "weight_ste": "identity", "verbose": 0, "seed": None, "run_name": None,
+    "batch_stats": True,
 }  # fmt: skip
 
 
@@ -83,6 +84,7 @@ def test_no_flags_give_the_study_codes_defaults():
         ("--seed 12", {"seed": 12}),
         ("--run-name auto", {"run_name": "auto"}),
         ("--run-name 'my run'", {"run_name": "my run"}),
+        ("--no-batch-stats", {"batch_stats": False}),
     ],
 )
 def test_every_flag_and_alias(argv, expected):
@@ -165,6 +167,8 @@ A = "--dataset digits --hidden 8 -b 64 --epochs 1 --seed 0 --device cpu --quiet"
         ("--verbose 2", "2"),
         ("--set verbose=-1", "verbose"),
         ("--set batchsize=16 --set batch_size=32", "batchsize"),
+        ("--no-batch-stats 1", "1"),
+        ("--set batch_stats=maybe", "batch_stats"),
     ],
 )
 def test_bad_values(tmp_path, change, needle):
@@ -355,3 +359,15 @@ def test_verbose_zero_prints_no_epoch_or_batch_lines(tmp_path, capsys):
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("model size: ")
     assert not any(line.startswith(("epoch 1:", "epoch 1 step")) for line in printed)
+    assert (tmp_path / "run" / "batches.csv").is_file()
+
+
+def test_no_batch_stats_writes_no_batch_file_and_the_same_metrics(tmp_path):
+    argv = shlex.split(f"{A} -b 512 -m DFA --binarize --seed 5")
+    assert run_cli(main, [*argv, "--out-dir", str(tmp_path / "on")]) == 0
+    assert run_cli(main, [*argv, "--no-batch-stats", "--out-dir", str(tmp_path / "off")]) == 0
+    assert not (tmp_path / "off" / "batches.csv").exists()
+    (on,) = metric_rows(tmp_path / "on" / "metrics.csv")
+    (off,) = metric_rows(tmp_path / "off" / "metrics.csv")
+    assert not any(key in off for key in BATCH_KEYS) and all(key in on for key in BATCH_KEYS)
+    assert on["test/accuracy"] == off["test/accuracy"] and on["train/loss"] == off["train/loss"]

@@ -112,6 +112,9 @@ class StudyAConfig(StudyConfig):
     weight_clipping: float | None = Field(
         None, description="clip every |W| to this after a step (None or <= 0: no clipping)"
     )
+    batch_stats: bool = Field(
+        True, description="per-batch saturation, activation and gradient statistics (spec A.2)"
+    )
 
     @model_validator(mode="before")
     @classmethod

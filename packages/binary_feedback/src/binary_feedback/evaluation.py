@@ -197,16 +197,17 @@ class BatchMonitor:
     def measure(self) -> dict[str, float]:
         """The statistics of the last training step (keys: :data:`BATCH_KEYS`).
 
-        Each tensor's sum and sum of squares are accumulated in float64 where it lies (no
-        concatenated copy), then pooled; one host transfer per step."""
+        Each tensor's sum and sum of squares are taken where it lies (torch's float32
+        cascade sums, no concatenated copy), then pooled in float64; one host transfer per
+        step."""
         kept = [self._outputs[id(m)] for m in self.hidden if id(m) in self._outputs]
         grads = [m.weight.grad for m in self.linears if m.weight.grad is not None]
         self._outputs.clear()
         parts: list[Tensor] = []
         for group in (kept, grads):
             if group:
-                parts.append(sum(t.sum(dtype=torch.float64) for t in group))
-                parts.append(sum(t.square().sum(dtype=torch.float64) for t in group))
+                parts.append(torch.stack([t.sum() for t in group]).double().sum())
+                parts.append(torch.stack([t.square().sum() for t in group]).double().sum())
         if kept and self.tau is not None:
             parts.append(sum((t.abs() > self.tau).sum() for t in kept))
         if grads:

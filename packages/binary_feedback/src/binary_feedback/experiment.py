@@ -302,27 +302,29 @@ class StudyAExperiment(BinaryFeedbackExperiment):
 
     def setup(self, ctx: Context) -> None:
         super().setup(ctx)
-        self.batch_monitor = BatchMonitor(self.model)
+        if self.config.batch_stats:
+            self.batch_monitor = BatchMonitor(self.model)
         normal, packed = model_size(self.model)
         self.size = {"model_size/normal_bytes": normal, "model_size/packed_bytes": packed}
         if not ctx.quiet and ctx.is_main:
             print(f"model size: normal {normal} B, packed {packed} B", flush=True)
 
     def train_epoch(self, epoch: int, ctx: Context) -> dict[str, Any]:
-        if self.batch_log is None:  # the first epoch of this process (resumed or not)
-            write = ctx.is_main
+        wandb_run = ctx.run.wandb_run if ctx.run is not None else None
+        if wandb_run is not None and self.run_name and wandb_run.name != self.run_name:
+            wandb_run.name = self.run_name
+        if self.batch_log is None and self.batch_monitor is not None:  # first epoch here
             path = ctx.out_dir / BATCH_FILE
-            self.batch_log = BatchLog(path, epoch, ctx.settings.resume, write=write)
-            wandb_run = ctx.run.wandb_run if ctx.run is not None else None
-            if wandb_run is not None and self.run_name:
-                wandb_run.name = self.run_name
+            self.batch_log = BatchLog(path, epoch, ctx.settings.resume, write=ctx.is_main)
         metrics = super().train_epoch(epoch, ctx)
-        return {**metrics, **self.batch_log.end_epoch()}
+        return {**metrics, **(self.batch_log.end_epoch() if self.batch_log else {})}
 
     def measure_step(
         self, epoch: int, stats: Mapping[str, float], size: int, ctx: Context
     ) -> dict[str, float]:
         """The step's :class:`~.evaluation.BatchMonitor` values (a ``batches.csv`` row)."""
+        if self.batch_monitor is None:  # --no-batch-stats
+            return {}
         values = self.batch_monitor.measure()
         row = self.batch_log.add(epoch, {"batch/loss": stats["loss"], **values})
         if self.config.verbose >= 2 and not ctx.quiet and ctx.is_main:
