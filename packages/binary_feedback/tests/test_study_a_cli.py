@@ -371,3 +371,7 @@ def test_no_batch_stats_writes_no_batch_file_and_the_same_metrics(tmp_path):
     (off,) = metric_rows(tmp_path / "off" / "metrics.csv")
     assert not any(key in off for key in BATCH_KEYS) and all(key in on for key in BATCH_KEYS)
     assert on["test/accuracy"] == off["test/accuracy"] and on["train/loss"] == off["train/loss"]
+    # a resumed run may switch them on or off
+    more = [*argv, "--epochs", "2", "--resume", "--out-dir", str(tmp_path / "off")]
+    assert run_cli(main, more) == 0
+    assert (tmp_path / "off" / "batches.csv").is_file()

@@ -278,6 +278,8 @@ class StudyAExperiment(BinaryFeedbackExperiment):
     regime = "study_a"
     drop_last = True  # as the reference
     grad_reduction = "sum"  # the summed squared error: torchrun sums the processes' gradients
+    # the per-batch statistics do not change the training: a run may be resumed without them
+    resume_ignored = BinaryFeedbackExperiment.resume_ignored | {"batch_stats"}
 
     def __init__(self, config: StudyAConfig) -> None:
         super().__init__(config)
