@@ -294,6 +294,28 @@ def test_dfa_detached_variant_equals_default_without_skips():
         torch.testing.assert_close(grads[0][name], grads[1][name])
 
 
+def test_dfa_on_a_declared_chain_skips_the_hooks_with_the_same_gradients():
+    """A model with ``feedback_chain = True`` (study A's MLP) is trained the detached way:
+    no full backward hook is registered, and the gradients equal the hooked rule's."""
+    from binary_feedback.models import MLP
+
+    x = torch.randn(16, 1, 6, 6)
+    y = torch.arange(16) % C
+    grads = []
+    for chain in (False, True):
+        torch.manual_seed(5)
+        model = MLP(36, C, hidden=[12, 8], bn=True, hidden_act="signsat")
+        model.feedback_chain = chain
+        rule = get_rule("dfa", regime=STUDY_A, num_classes=C)
+        result = run_step(rule, model, x, y)[0].grads
+        hooks = sum(len(m._backward_hooks) for m in model.modules())
+        assert rule._cut is chain and (hooks == 0) is chain
+        grads.append(result)
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        assert torch.equal(grads[0][name], grads[1][name]), name
+
+
 def test_dfa_repeats_signal_over_tokens_conv1d_included():
     """3-D inputs (N, tokens, features): matrices map to the last dim, Conv1d included."""
     torch.manual_seed(4)

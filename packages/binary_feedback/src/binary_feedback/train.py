@@ -119,9 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_study_a_flags(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument_group("study A (binary MLPs, SAC 2023)")
     a.add_argument("--bn", action="store_true", help="batch norm after each hidden Linear")
-    a.add_argument(
-        "--sn", action="store_true", help="Scaler after each hidden Linear: x / fan-in"
-    )
+    a.add_argument("--sn", action="store_true", help="Scaler after each hidden Linear: x / fan-in")
     a.add_argument("--init", type=float, help="weights U(-init, init) (default 0.1)")
     a.add_argument("--hidden-act", help="tanh (default), sign, signsat, signtanh, id (any case)")
     a.add_argument("--last-act", help="output activation (default tanh)")
@@ -287,9 +285,7 @@ def _add_study_b_method_flags(parser: argparse.ArgumentParser) -> None:
     m.add_argument(
         "--bireal-act", action="store_true", help="Bi-Real activations (not with --binary-act)"
     )
-    m.add_argument(
-        "--slow-drtp", action="store_true", help="with --method drtp: the hook variant"
-    )
+    m.add_argument("--slow-drtp", action="store_true", help="with --method drtp: the hook variant")
 
 
 def _add_dataset_switches(parser: argparse.ArgumentParser) -> None:

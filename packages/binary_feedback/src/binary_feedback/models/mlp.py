@@ -88,6 +88,9 @@ class MLP(nn.Module):
         dtype: parameter dtype (study A's reference ran in float64). Default None (float32).
     """
 
+    #: No skip path: feedback rules may detach every layer's input (same gradients).
+    feedback_chain = True
+
     def __init__(
         self,
         in_features: int,

@@ -38,6 +38,9 @@ class SmallCNN(nn.Module):
             the 2x2 map of 8x8 digits). Default 4.
     """
 
+    #: No skip path: feedback rules may detach every layer's input (same gradients).
+    feedback_chain = True
+
     def __init__(
         self,
         num_classes: int,

@@ -14,7 +14,9 @@ Model interface read by the rules:
   (:func:`output_layer`);
 * local blocks: residual blocks that DRTP and HSIC treat as one local problem, marked
   ``local_block = True`` or instances of torchvision's ``InvertedResidual``
-  (:func:`local_blocks`).
+  (:func:`local_blocks`);
+* ``feedback_chain = True`` (optional): the model has no skip path, so feedback rules may
+  detach every hooked layer's input without changing the gradients (DFA does).
 """
 
 from __future__ import annotations

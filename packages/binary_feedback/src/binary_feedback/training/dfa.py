@@ -36,7 +36,10 @@ class DFA(Rule):
 
     Implementation: a full backward hook on each hooked layer (the reference's mechanism);
     in-place modules (``inplace=True`` ReLU, Dropout) are switched to out-of-place by
-    :meth:`prepare`, since a full backward hook forbids in-place edits of its outputs.
+    :meth:`prepare`, since a full backward hook forbids in-place edits of its outputs. A
+    model that declares ``feedback_chain = True`` (no skip path: each hooked layer's input
+    feeds that layer only) is trained the detached way, which gives the same gradients
+    without the input-gradient products the hooks would discard.
 
     Args:
         regime, num_classes: see :class:`~binary_feedback.training.base.Rule`.
@@ -66,18 +69,23 @@ class DFA(Rule):
         init = bw_init or self.regime.feedback_init
         self.bw_init = FEEDBACK_INITS.canonical(init)
         self.detach = bool(detach)
+        self._cut = self.detach  # detach in the forward pass (set per model by _register)
         self._error: Tensor | None = None
         self._detached: list[tuple[str, Tensor]] = []
         self._image_target: tuple[int, ...] | None = None  # a 4-D target's shape (A.4)
 
     def _register(self, model: nn.Module) -> None:
+        # A chain (each hooked layer's input feeds that layer only, no skip path) gets the
+        # same gradients from either variant; the detached one skips the input-gradient
+        # products ``delta @ W`` that the full backward hooks would compute and throw away.
+        self._cut = self.detach or getattr(model, "feedback_chain", False) is True
         hooked = list(weight_layers(model).items())[1:]  # the first layer's input needs no grad
         for name, module in hooked:
             self._handles.append(module.register_forward_pre_hook(partial(self._pre_hook, name)))
-            if not self.detach:
+            if not self._cut:
                 hook = partial(self._replace_input_grad, name)
                 self._handles.append(module.register_full_backward_hook(hook))
-        if not self.detach:
+        if not self._cut:
             for module in model.modules():
                 if getattr(module, "inplace", False) is True:
                     module.inplace = False
@@ -91,7 +99,7 @@ class DFA(Rule):
             self._conv_matrix(name, h)
         else:
             self._matrix(name, feature_size(h), h, self.bw_init)
-        if not self.detach:
+        if not self._cut:
             return None
         self._detached.append((name, h))
         return (h.detach(), *args[1:])
