@@ -87,10 +87,24 @@ class TestCommandLine:
             resolve(shlex.split(argv))
 
     def test_every_study_b_flag_selects_study_b(self):
-        assert len(STUDY_B_FLAGS) == 19
-        assert "--model" in STUDY_B_FLAGS and "--bs" in STUDY_B_FLAGS
+        assert len(STUDY_B_FLAGS) == len(set(STUDY_B_FLAGS))
+        for flag in ("--model", "--bs", "--mnist", "--biprop", "--reconstruction", "--tags"):
+            assert flag in STUDY_B_FLAGS
+        assert not {"--hidden", "--bn", "--method", "--epochs"} & set(STUDY_B_FLAGS)
         assert resolve(["--hsic-mode", "plausible"]).study == "B"
         assert resolve(["--set", "epochs=2"]).study == "A"
+
+    @pytest.mark.parametrize("method", ["hsic", "pepita", "sigprop", "ls", "spsa", "spsag"])
+    def test_a_method_of_study_b_only_selects_study_b(self, method):
+        assert resolve(["--method", method]).study == "B"
+
+    @pytest.mark.parametrize("method", ["gd", "BP", "dfa", "DRTP"])
+    def test_the_methods_of_both_studies_keep_study_a(self, method):
+        assert resolve(["--method", method]).study == "A"
+
+    def test_study_a_refuses_a_study_b_method(self):
+        with pytest.raises(ConfigError, match="study A trains with GD"):
+            resolve(["--study", "A", "--method", "hsic"])
 
     def test_a_config_file_may_name_the_study_model_and_run_settings(self, tmp_path):
         path = tmp_path / "b.yaml"

@@ -29,7 +29,7 @@ from .models.autoencoder import AUTOENCODERS, check_reconstruction
 from .training import RULES
 from .training.regimes import FEEDBACK_INITS
 
-__all__ = ["DATASETS", "STUDIES", "StudyAConfig", "StudyBConfig", "StudyConfig"]
+__all__ = ["DATASETS", "STUDIES", "STUDY_A_METHODS", "StudyAConfig", "StudyBConfig", "StudyConfig"]
 
 #: The datasets the studies train on: the core's canonical name of each, under the core
 #: registry's names and aliases (``FashionMNIST``, ``fmnist``, ``CIFAR-10``, study A's
@@ -39,6 +39,10 @@ _STUDIED = ("mnist", "fashion_mnist", "cifar10", "imagenette", "stanford_dogs", 
 for _name in (*_STUDIED, "digits"):
     _aliases = [alias for alias, name in CORE_DATASETS.aliases().items() if name == _name]
     DATASETS.register(_name, _name, aliases=_aliases)
+
+
+#: The training rules of study A's code (canonical names); the others are study B's.
+STUDY_A_METHODS = frozenset({"bp", "dfa", "drtp"})
 
 
 class StudyConfig(ConfigModel):
@@ -132,6 +136,11 @@ class StudyAConfig(StudyConfig):
     @field_validator("method")
     @classmethod
     def _study_method(cls, value: str) -> str:
+        if RULES.canonical(value) not in STUDY_A_METHODS:
+            raise ValueError(
+                f"study A trains with GD (BP), DFA or DRTP; {value!r} is a study B method "
+                "(choose --study B or a study B flag)"
+            )
         return value.upper() if value.lower() in ("gd", "dfa", "drtp") else value
 
     @field_validator("weight_clipping")

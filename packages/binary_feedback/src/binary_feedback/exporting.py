@@ -32,12 +32,13 @@ from typing import Any
 
 import torch
 from bnn_shared.config import from_dict, to_dict
-from bnn_shared.data import dataset_info, load_tensors
+from bnn_shared.data import dataset_info
 from bnn_shared.errors import ConfigError
 from bnn_shared.export import RunModel, load_trained_weights
 from bnn_shared.registry import Registry
 from torch import Tensor, nn
 
+from . import data
 from .config import StudyAConfig, StudyBConfig, StudyConfig
 from .experiment import BinaryFeedbackExperiment, experiment_for
 from .train import config_from_mapping
@@ -142,7 +143,7 @@ def test_inputs(run: RunModel, data_dir: str | os.PathLike | None = None) -> Ite
     ``data_dir`` None reads ``BNN_DATA_DIR``."""
     config = config_from_mapping(run.run_config)
     experiment, _, _ = _experiment(config)
-    x_test, _, _ = load_tensors(config.dataset, "test", data_dir)  # as data.load_splits
+    x_test, _ = data.load_split(config.dataset, "test", data_dir)  # as training reads it
     x_test = experiment.preprocess(x_test)
     dtype = next(run.model.parameters()).dtype
     for start in range(0, len(x_test), TEST_BATCH):

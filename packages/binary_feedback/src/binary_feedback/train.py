@@ -43,8 +43,9 @@ from bnn_shared.config import apply_overrides, from_dict, load_yaml
 from bnn_shared.errors import ConfigError
 from bnn_shared.runner import RunSettings
 
-from .config import DATASETS, STUDIES, StudyAConfig, StudyBConfig, StudyConfig
+from .config import DATASETS, STUDIES, STUDY_A_METHODS, StudyAConfig, StudyBConfig, StudyConfig
 from .experiment import DEFAULT_OUT_DIR, build, train_model
+from .training import RULES
 
 __all__ = [
     "STUDY_B_FLAGS",
@@ -373,13 +374,17 @@ def config_from_mapping(mapping: Mapping[str, Any], source: str = "config.yaml")
 
 
 def _select_study(flags: dict[str, Any], file: dict[str, Any], argv: list[str]) -> str:
-    """``--study``, else the file's ``study``, else auto: B when a study-B flag was typed or a
-    model is named, A otherwise."""
+    """``--study``, else the file's ``study``, else auto: B when a study-B flag was typed, a
+    model is named or the method is study B's own (hsic, sigprop, ls, spsa...), A otherwise."""
     study = str(flags.get("study", file.get("study", "auto")))
     if study.lower() != "auto":
         return study.upper()
     used_b = any(arg.split("=")[0] in STUDY_B_FLAGS for arg in argv)
-    return "B" if used_b or flags.get("model", file.get("model")) is not None else "A"
+    method = flags.get("method", file.get("method"))
+    method_b = method is not None and str(method) in RULES and (
+        RULES.canonical(str(method)) not in STUDY_A_METHODS
+    )
+    return "B" if used_b or method_b or flags.get("model", file.get("model")) is not None else "A"
 
 
 def _without_other_study_defaults(file: dict[str, Any], study: str) -> dict[str, Any]:
