@@ -140,7 +140,7 @@ class SPSA(Rule):
         return f"{super().extra_repr()}, c={self.c}"
 
 
-class SPSAH(Rule):
+class SPSAH(SPSA):
     """Study B's ``spsah``: node perturbation of one module's output.
 
     The output ``o`` of the picked module (norm layers included) becomes ``o + c' u`` on the
@@ -163,9 +163,7 @@ class SPSAH(Rule):
         c: float = 1e-3,
         reference_candidates: bool = False,
     ) -> None:
-        super().__init__(regime, num_classes)
-        self.c = _check_c(c, self.name)
-        self.reference_candidates = bool(reference_candidates)
+        super().__init__(regime, num_classes, c=c, reference_candidates=reference_candidates)
         self._picked: tuple[str, Tensor] | None = None
         self._record: tuple[Tensor, Tensor, float] | None = None
 
