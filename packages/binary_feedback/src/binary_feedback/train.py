@@ -381,8 +381,10 @@ def _select_study(flags: dict[str, Any], file: dict[str, Any], argv: list[str]) 
         return study.upper()
     used_b = any(arg.split("=")[0] in STUDY_B_FLAGS for arg in argv)
     method = flags.get("method", file.get("method"))
-    method_b = method is not None and str(method) in RULES and (
-        RULES.canonical(str(method)) not in STUDY_A_METHODS
+    method_b = (
+        method is not None
+        and str(method) in RULES
+        and (RULES.canonical(str(method)) not in STUDY_A_METHODS)
     )
     return "B" if used_b or method_b or flags.get("model", file.get("model")) is not None else "A"
 

@@ -240,13 +240,19 @@ class Rule:
 
     def _matrix(self, key: str, cols: int, like: Tensor, init: str) -> Tensor:
         """The fixed ``(C, cols)`` matrix ``key``, drawn at first use, on ``like``'s device."""
+        shape = (self.num_classes, cols)
+        return self._stored(key, shape, like, lambda: feedback_matrix(*shape, init, like))
+
+    def _stored(self, key: str, shape: tuple[int, ...], like: Tensor, draw) -> Tensor:
+        """The fixed matrix ``key`` of ``shape``: ``draw()`` at first use, a loaded one
+        checked against ``shape``; kept on ``like``'s device and dtype."""
         matrix = self.matrices.get(key)
         if matrix is None:
-            matrix = feedback_matrix(self.num_classes, cols, init, like)
-        elif matrix.shape != (self.num_classes, cols):
+            matrix = draw()
+        elif tuple(matrix.shape) != tuple(shape):
             raise ShapeError(
                 f"{self.name}: matrix {key!r} has shape {tuple(matrix.shape)} but the model "
-                f"needs {(self.num_classes, cols)}; was the state saved for another model?"
+                f"needs {tuple(shape)}; was the state saved for another model?"
             )
         matrix = matrix.to(device=like.device, dtype=like.dtype)
         self.matrices[key] = matrix

@@ -128,18 +128,13 @@ class DFA(Rule):
                 f"its own; layer {name!r} gets {tuple(h.shape[1:])}"
             )
         shape = (h.shape[1], target[1], target[-2] // h.shape[-2], target[-1] // h.shape[-1])
-        matrix = self.matrices.get(name)
-        if matrix is None:
+
+        def draw() -> Tensor:
             matrix = torch.empty(shape, dtype=h.dtype)
             FEEDBACK_INITS.get(self.bw_init)(matrix)
-        elif tuple(matrix.shape) != shape:
-            raise ShapeError(
-                f"dfa: matrix {name!r} has shape {tuple(matrix.shape)} but the model needs "
-                f"{shape}; was the state saved for another model?"
-            )
-        matrix = matrix.to(device=h.device, dtype=h.dtype)
-        self.matrices[name] = matrix
-        return matrix
+            return matrix
+
+        return self._stored(name, shape, h, draw)
 
     def _compute_gradients(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         self._detached.clear()

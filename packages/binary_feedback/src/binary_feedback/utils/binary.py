@@ -19,7 +19,7 @@ Reference: Crulis, Serres, de Runz, Venturini, arXiv 2408.04460 (``binary_nn_ext
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from bnn_shared.errors import ConfigError
 from bnn_shared.layers import clip_weights_
@@ -100,6 +100,12 @@ def binarize_activations(model: nn.Module, unsat: bool = False, strict: bool = F
     Returns:
         The number of modules replaced.
     """
+    return replace_activations(model, lambda: SignUnsat() if unsat else SignSat(strict))
+
+
+def replace_activations(model: nn.Module, make: Callable[[], nn.Module]) -> int:
+    """Replace in place every activation module of a :data:`BINARIZED_ACTIVATIONS` type, at
+    any depth, by a new ``make()``; returns how many (``--binary-act``, ``--bireal-act``)."""
     targets = [
         (parent, name)
         for parent in model.modules()
@@ -107,7 +113,7 @@ def binarize_activations(model: nn.Module, unsat: bool = False, strict: bool = F
         if isinstance(child, BINARIZED_ACTIVATIONS)
     ]
     for parent, name in targets:
-        setattr(parent, name, SignUnsat() if unsat else SignSat(strict))
+        setattr(parent, name, make())
     return len(targets)
 
 

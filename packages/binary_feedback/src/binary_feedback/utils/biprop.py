@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ..commons.activations import BiRealAct
-from .binary import BINARIZED_ACTIVATIONS, BINARIZED_WEIGHTS
+from .binary import BINARIZED_WEIGHTS, replace_activations
 
 __all__ = ["BipropWeight", "apply_biprop", "bireal_activations", "biprop_layers", "check_keep"]
 
@@ -164,12 +164,4 @@ def biprop_layers(model: nn.Module) -> dict[str, nn.Module]:
 def bireal_activations(model: nn.Module) -> int:
     """Replace in place every activation module of a ``BINARIZED_ACTIVATIONS`` type by
     :class:`BiRealAct` (the modules ``--binary-act`` replaces). Returns how many."""
-    targets = [
-        (parent, name)
-        for parent in model.modules()
-        for name, child in parent.named_children()
-        if isinstance(child, BINARIZED_ACTIVATIONS)
-    ]
-    for parent, name in targets:
-        setattr(parent, name, BiRealAct())
-    return len(targets)
+    return replace_activations(model, BiRealAct)
