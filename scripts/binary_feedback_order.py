@@ -6,8 +6,11 @@ Each run is ``python -m binary_feedback.train --config <the study's config>`` (t
 rate, HSIC's gamma and SigpropTL's gain of ``configs/binary_feedback/study_b``) with the
 study's sweep arguments (``--wd 1e-5 --bs 64 --test-set``), on ``--dataset`` (default digits)
 resized to ``--image-size`` (default 32), for ``--epochs`` epochs. The score is the best-epoch
-test accuracy, as in the study's tables. Writes ``--out`` (default
-``experiments_results/binary_feedback/order_<dataset><size>/results.csv``)::
+test accuracy, as in the study's tables (best and last train accuracy are kept too, to tell
+a rule that does not learn from one that does not generalise). Each invocation adds or
+replaces its runs' rows in ``--out`` (default
+``experiments_results/binary_feedback/order_<dataset><size>/results.csv``), so models can be
+run with different epoch budgets; an existing run directory is resumed to ``--epochs``::
 
     python scripts/binary_feedback_order.py [--epochs 10] [--seed 1] [--models vgg19 ...]
 """
@@ -58,6 +61,7 @@ def run(model: str, method: str, args: argparse.Namespace, out_dir: Path) -> dic
     subprocess.run(command, check=True)
     rows = metric_rows(out_dir / "metrics.csv")
     accuracies = [float(row["test/accuracy"]) for row in rows]
+    train = [float(row["train/accuracy"]) for row in rows]
     return {
         "model": model,
         "method": "sigprop" if method == "pepita" else method,
@@ -67,6 +71,8 @@ def run(model: str, method: str, args: argparse.Namespace, out_dir: Path) -> dic
         "seed": args.seed,
         "best_test_accuracy": round(100 * max(accuracies), 2),
         "last_test_accuracy": round(100 * accuracies[-1], 2),
+        "best_train_accuracy": round(100 * max(train), 2),
+        "last_train_accuracy": round(100 * train[-1], 2),
         "study_imagenette_accuracy": STUDY[model][method],
     }
 
@@ -85,17 +91,40 @@ def main() -> None:
     name = f"order_{args.dataset}{args.image_size}"
     out = Path(args.out or ROOT / "experiments_results" / "binary_feedback" / name / "results.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows = read_rows(out)  # runs of earlier invocations (other models, epochs) are kept
     for model in args.models:
         for method in args.methods:
             run_dir = Path(args.runs) / name / f"{model}_{method}_seed{args.seed}"
-            rows.append(run(model, method, args, run_dir))
-            print(rows[-1], flush=True)
-            with open(out, "w", newline="") as handle:  # after every run: nothing is lost
-                writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
-                writer.writeheader()
-                writer.writerows(rows)
+            row = run(model, method, args, run_dir)
+            print(row, flush=True)
+            rows = [r for r in rows if key(r) != key(row)] + [row]
+            rows.sort(key=lambda r: (MODELS.index(r["model"]), SIGNAL_ORDER.index(r["method"])))
+            write_rows(out, rows)  # after every run: nothing is lost
     print(f"written {out}")
+
+
+SIGNAL_ORDER = ["bp", "dfa", "drtp", "hsic", "sigprop"]
+
+
+def key(row: dict) -> tuple[str, str, str]:
+    return row["model"], row["method"], str(row["seed"])
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    fields = list(dict.fromkeys(field for row in rows for field in row))
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n", restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

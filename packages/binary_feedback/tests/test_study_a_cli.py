@@ -33,7 +33,7 @@ DEFAULTS = {
     "hidden": [700, 500], "init": 0.1, "bn": False, "sn": False, "hidden_act": "tanh",
     "last_act": "tanh", "binarize": False, "binarize_last": False, "weight_clipping": None,
     "weight_ste": "identity", "verbose": 0, "seed": None, "run_name": None,
-    "batch_stats": True,
+    "batch_stats": True, "dtype": "float32", "wandb_project": "mnist custom",
 }  # fmt: skip
 
 
@@ -50,10 +50,15 @@ def test_no_flags_give_the_study_codes_defaults():
         ("--method Drtp", {"method": "DRTP"}),
         ("-m gd", {"method": "GD"}),
         ("-d MNIST", {"dataset": "mnist"}),
-        ("--dataset fashion_mnist", {"dataset": "fashion_mnist"}),
-        ("-d cifar", {"dataset": "cifar10"}),
-        ("-d cifar10", {"dataset": "cifar10"}),
-        ("-d CIFAR-10", {"dataset": "cifar10"}),
+        (
+            "--dataset fashion_mnist",
+            {"dataset": "fashion_mnist", "wandb_project": "fashion_mnist custom"},
+        ),
+        ("-d cifar", {"dataset": "cifar10", "wandb_project": "cifar custom"}),
+        ("-d cifar10", {"dataset": "cifar10", "wandb_project": "cifar10 custom"}),
+        ("-d CIFAR-10", {"dataset": "cifar10", "wandb_project": "cifar-10 custom"}),
+        ("-d cifar --wandb-project mine", {"dataset": "cifar10", "wandb_project": "mine"}),
+        ("--dtype float64", {"dtype": "float64"}),
         ("-e 7", {"epochs": 7}),
         ("--epochs 3", {"epochs": 3}),
         ("-b 64", {"batch_size": 64}),
@@ -169,6 +174,8 @@ A = "--dataset digits --hidden 8 -b 64 --epochs 1 --seed 0 --device cpu --quiet"
         ("--set batchsize=16 --set batch_size=32", "batchsize"),
         ("--no-batch-stats 1", "1"),
         ("--set batch_stats=maybe", "batch_stats"),
+        ("--dtype float16", "--dtype"),
+        ("--set dtype=half", "dtype"),
     ],
 )
 def test_bad_values(tmp_path, change, needle):
@@ -250,7 +257,9 @@ def test_run_name_auto_and_project():
     assert experiment.project == "mnist custom"
     config = StudyAConfig(dataset="cifar", run_name="auto")
     assert StudyAExperiment(config).run_name == "GD continuous tanh"
-    assert StudyAExperiment(config).project == "cifar10 custom"
+    # as the study's code: the dataset as typed, lower-cased (-d cifar and -d CIFAR10 differ)
+    assert StudyAExperiment(config).project == "cifar custom"
+    assert StudyAExperiment(StudyAConfig(dataset="CIFAR10")).project == "cifar10 custom"
     assert StudyAExperiment(StudyAConfig(run_name="x")).run_name == "x"
     assert StudyAExperiment(StudyAConfig()).run_name is None
 
@@ -375,3 +384,25 @@ def test_no_batch_stats_writes_no_batch_file_and_the_same_metrics(tmp_path):
     more = [*argv, "--epochs", "2", "--resume", "--out-dir", str(tmp_path / "off")]
     assert run_cli(main, more) == 0
     assert (tmp_path / "off" / "batches.csv").is_file()
+
+
+def test_float64_computes_in_double_and_matches_float32(tmp_path):
+    """--dtype float64 (the study's NumPy precision): every parameter, input and feedback
+    matrix is float64, and training lands where float32 does."""
+    config = StudyAConfig(method="DFA", bn=True, binarize=True, hidden=[32], dtype="float64")
+    experiment = StudyAExperiment(config)
+    torch.manual_seed(0)
+    model, rule, optimizer = experiment.build((1, 8, 8), 10)
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+    x = experiment.preprocess(torch.rand(16, 1, 8, 8))
+    assert x.dtype == torch.float64
+    rule.step(model, x, torch.arange(16) % 10, optimizer)
+    assert {m.dtype for m in rule.matrices.values()} == {torch.float64}
+    results = {}
+    for dtype in ("float32", "float64"):
+        out = tmp_path / dtype
+        argv = f"-d digits -m DFA --bn --binarize --hidden 64 -e 2 --seed 3 --dtype {dtype}"
+        assert run_cli(main, [*argv.split(), "--out-dir", str(out), "--quiet"]) == 0
+        results[dtype] = float(metric_rows(out / "metrics.csv")[-1]["test/accuracy"])
+    assert results["float64"] > 0.5
+    assert abs(results["float64"] - results["float32"]) < 0.1

@@ -119,11 +119,20 @@ class StudyAConfig(StudyConfig):
     batch_stats: bool = Field(
         True, description="per-batch saturation, activation and gradient statistics (spec A.2)"
     )
+    dtype: Literal["float32", "float64"] = Field(
+        "float32", description="parameters and inputs (the study's NumPy code is float64)"
+    )
+    wandb_project: str | None = Field(
+        None,
+        description="W&B project (default, as the study's code: '<dataset as typed, "
+        "lower-cased> custom', so -d cifar logs to 'cifar custom')",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _study_spellings(cls, data: object) -> object:
-        """The study's key ``batchsize`` (``--batchsize``) is ``batch_size``."""
+        """The study's key ``batchsize`` (``--batchsize``) is ``batch_size``; the W&B project
+        is named from the dataset as typed, before it becomes canonical."""
         if not isinstance(data, dict):
             return data
         data = dict(data)
@@ -131,6 +140,8 @@ class StudyAConfig(StudyConfig):
             if "batch_size" in data and data["batch_size"] != data["batchsize"]:
                 raise ValueError("batchsize and batch_size disagree; give one of them")
             data["batch_size"] = data.pop("batchsize")
+        if data.get("wandb_project") is None:
+            data["wandb_project"] = f"{str(data.get('dataset', 'MNIST')).lower()} custom"
         return data
 
     @field_validator("method")

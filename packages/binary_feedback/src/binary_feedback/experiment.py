@@ -270,7 +270,8 @@ class StudyAExperiment(BinaryFeedbackExperiment):
     As the reference, it prints the model size (normal and bit-packed) before training and
     measures its per-batch statistics after every step (:class:`~.evaluation.BatchMonitor`):
     one row per step in ``batches.csv``, their epoch means in ``metrics.csv``, a line per
-    batch with ``verbose`` 2. W&B project "<dataset> custom"; ``run_name`` ``auto`` names
+    batch with ``verbose`` 2. W&B project ``wandb_project`` (the study's "<dataset as typed>
+custom"); ``dtype`` float64 computes as the study's NumPy code does; ``run_name`` ``auto`` names
     the run "<METHOD> <binarised|continuous> <hidden act>".
     """
 
@@ -283,7 +284,7 @@ class StudyAExperiment(BinaryFeedbackExperiment):
 
     def __init__(self, config: StudyAConfig) -> None:
         super().__init__(config)
-        self.project = f"{config.dataset} custom"
+        self.project = config.wandb_project
         self.batch_monitor: BatchMonitor | None = None
         self.batch_log: BatchLog | None = None
         self.size: dict[str, int] = {}
@@ -338,8 +339,12 @@ class StudyAExperiment(BinaryFeedbackExperiment):
         super().end_epoch(epoch, row, ctx)
         row.update(self.size)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return getattr(torch, self.config.dtype)
+
     def preprocess(self, x: Tensor) -> Tensor:
-        return data.scale_study_a(x)
+        return data.scale_study_a(x).to(self.dtype)
 
     def build_model(self, in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         config = self.config
@@ -355,6 +360,7 @@ class StudyAExperiment(BinaryFeedbackExperiment):
             binarize_last=config.binarize_last,
             weight_ste=config.weight_ste,
             init=config.init,
+            dtype=self.dtype,
         )
 
     def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:

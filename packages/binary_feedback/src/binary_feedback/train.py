@@ -152,6 +152,14 @@ def _add_study_a_flags(parser: argparse.ArgumentParser) -> None:
         help="run name; auto: '<METHOD> <binarised|continuous> <hidden act>' (W&B name)",
     )
     a.add_argument(
+        "--dtype", choices=["float32", "float64"],
+        help="parameters and inputs (default float32; the study's NumPy code is float64)",
+    )  # fmt: skip
+    a.add_argument(
+        "--wandb-project",
+        help="W&B project (default '<dataset as typed, lower-cased> custom', as the study)",
+    )
+    a.add_argument(
         "--no-batch-stats", dest="batch_stats", action="store_false",
         help="skip the per-batch statistics (batches.csv; about 15 %% of a CPU step)",
     )  # fmt: skip
