@@ -265,14 +265,14 @@ class BinaryFeedbackExperiment(Experiment):
 
 class StudyAExperiment(BinaryFeedbackExperiment):
     """Study A (SAC 2023): an MLP, summed squared error, SGD, every weight clipped (when
-    ``weight_clipping`` is set).
+        ``weight_clipping`` is set).
 
-    As the reference, it prints the model size (normal and bit-packed) before training and
-    measures its per-batch statistics after every step (:class:`~.evaluation.BatchMonitor`):
-    one row per step in ``batches.csv``, their epoch means in ``metrics.csv``, a line per
-    batch with ``verbose`` 2. W&B project ``wandb_project`` (the study's "<dataset as typed>
-custom"); ``dtype`` float64 computes as the study's NumPy code does; ``run_name`` ``auto`` names
-    the run "<METHOD> <binarised|continuous> <hidden act>".
+        As the reference, it prints the model size (normal and bit-packed) before training and
+        measures its per-batch statistics after every step (:class:`~.evaluation.BatchMonitor`):
+        one row per step in ``batches.csv``, their epoch means in ``metrics.csv``, a line per
+        batch with ``verbose`` 2. W&B project ``wandb_project`` (the study's "<dataset as typed>
+    custom"); ``dtype`` float64 computes as the study's NumPy code does; ``run_name`` ``auto`` names
+        the run "<METHOD> <binarised|continuous> <hidden act>".
     """
 
     config: StudyAConfig
