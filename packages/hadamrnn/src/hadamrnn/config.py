@@ -68,7 +68,11 @@ class ModelConfig(ConfigModel):
     )
     qoutput: bool = Field(True, description="quantize V")
     manytomany: bool = Field(False, description="one output per step (copy task)")
-    activation: str = Field("relu", description="read-out activation (only relu)")
+    activation: str = Field(
+        "relu",
+        description="read-out activation: relu or modrelu (reference tags $torch.nn.ReLU, "
+        "$layers.modrelu); the carried state's activation for qrnn",
+    )
     bias: bool = Field(True, description="recurrent bias b")
     bias_final: bool = Field(True, description="output bias c")
     single_layer: bool = Field(True, description="only True (the 2-layer variant is broken)")
@@ -89,6 +93,13 @@ class ModelConfig(ConfigModel):
     )
     lambda_orth: float = Field(0.0, description="orthogonality penalty: only 0")
     seed: int = Field(0, description="the one seed of model, data order and loaders")
+    num_bits_feat: int | None = Field(
+        None, ge=1, description="QSSM: bits of the input and state quantizers (null: float)"
+    )
+    pre_scaling_feat: float = Field(
+        1.0, gt=0, description="QSSM: pre-scale of the state quantizer's input"
+    )
+    use_bjorck: bool = Field(False, description="SpectralQSSM: Bjorck orthonormalisation")
     # legacy keys of the reference configs, accepted and ignored
     givens: Any = None
     multiparameters: Any = None
@@ -99,6 +110,14 @@ class ModelConfig(ConfigModel):
     @classmethod
     def _registered_engine(cls, value: str) -> str:
         return ENGINES.canonical(value)
+
+    @field_validator("activation")
+    @classmethod
+    def _activation_name(cls, value: str) -> str:
+        name = str(value).strip().lstrip("$").rsplit(".", 1)[-1].lower()
+        if name not in ("relu", "modrelu"):
+            raise ValueError(f"relu or modrelu ($torch.nn.ReLU, $layers.modrelu), got {value!r}")
+        return name
 
 
 class TrainConfig(ConfigModel):
@@ -145,6 +164,11 @@ class TrainConfig(ConfigModel):
     save_test_output: bool = Field(
         False, description="GLUE: write the submission TSV of the test split"
     )
+    alternate_gradients: bool = Field(
+        False,
+        description="train the binary latents and the other parameters in alternate epochs "
+        "(latents frozen in epochs 1, 3, ...)",
+    )
     # legacy keys, ignored
     display_epoch: Any = None
     display_every: Any = None
@@ -167,8 +191,6 @@ class Config(ConfigModel):
             raise ValueError("MODEL.SINGLE_LAYER: only single-layer models exist (True)")
         if model.lambda_orth != 0:
             raise ValueError("MODEL.LAMBDA_ORTH must be 0: W is orthogonal by construction")
-        if model.activation.lower() != "relu":
-            raise ValueError(f"MODEL.ACTIVATION: only relu is implemented, got {model.activation}")
         if isinstance(model.basic_block, str) and model.basic_block != "full":
             raise ValueError(
                 f"MODEL.BASIC_BLOCK must be 'full' or an integer, got {model.basic_block!r}"
