@@ -45,14 +45,28 @@ STUDY = {
 }
 
 
-def config_file(model: str, method: str) -> Path:
-    name = f"model={model}_method={method}_binary-act=True_binary-weights=True.yaml"
-    return CONFIGS / CONFIG_SET[method] / name
+#: ``--binary``: which parts are binary (``full``: the table's setting; the others are the
+#: study's other configs, for diagnosis; HSIC and SigpropTL have them in ``HSIC_sigpropTL``).
+BINARY = {
+    "full": (True, True),
+    "weights": (False, True),
+    "act": (True, False),
+    "none": (False, False),
+}
+
+
+def config_file(model: str, method: str, binary: str = "full") -> Path:
+    act, weights = BINARY[binary]
+    name = f"model={model}_method={method}_binary-act={act}_binary-weights={weights}.yaml"
+    folder = CONFIG_SET[method] if binary == "full" else "HSIC_sigpropTL"
+    if binary != "full" and method in ("bp", "dfa", "drtp"):
+        folder = "bp_dfa_drtp"
+    return CONFIGS / folder / name
 
 
 def run(model: str, method: str, args: argparse.Namespace, out_dir: Path) -> dict:
     command = [sys.executable, "-m", "binary_feedback.train", "--config"]
-    command += [str(config_file(model, method)), "--dataset", args.dataset]
+    command += [str(config_file(model, method, args.binary)), "--dataset", args.dataset]
     command += ["--image-size", str(args.image_size), "--epochs", str(args.epochs)]
     command += ["--wd", "1e-5", "--bs", "64", "--test-set", "--seed", str(args.seed)]
     command += ["--device", "cpu", "--quiet", "--out-dir", str(out_dir)]
@@ -65,6 +79,7 @@ def run(model: str, method: str, args: argparse.Namespace, out_dir: Path) -> dic
     return {
         "model": model,
         "method": "sigprop" if method == "pepita" else method,
+        "binary": args.binary,
         "dataset": args.dataset,
         "image_size": args.image_size,
         "epochs": len(rows),
@@ -77,7 +92,7 @@ def run(model: str, method: str, args: argparse.Namespace, out_dir: Path) -> dic
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--image-size", type=int, default=32)
@@ -85,10 +100,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument(
+        "--binary", default="full", choices=list(BINARY), help="binary parts (full: the table)"
+    )
     parser.add_argument("--runs", default="runs/binary_feedback_order", help="run directories")
     parser.add_argument("--out", help="results CSV")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     name = f"order_{args.dataset}{args.image_size}"
+    if args.binary != "full":
+        name += f"_binary_{args.binary}"
     out = Path(args.out or ROOT / "experiments_results" / "binary_feedback" / name / "results.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = read_rows(out)  # runs of earlier invocations (other models, epochs) are kept
@@ -101,6 +121,7 @@ def main() -> None:
             rows.sort(key=lambda r: (MODELS.index(r["model"]), SIGNAL_ORDER.index(r["method"])))
             write_rows(out, rows)  # after every run: nothing is lost
     print(f"written {out}")
+    return 0
 
 
 SIGNAL_ORDER = ["bp", "dfa", "drtp", "hsic", "sigprop"]
@@ -128,4 +149,4 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
