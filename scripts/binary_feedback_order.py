@@ -70,6 +70,8 @@ def run(model: str, method: str, args: argparse.Namespace, out_dir: Path) -> dic
     command += ["--image-size", str(args.image_size), "--epochs", str(args.epochs)]
     command += ["--wd", "1e-5", "--bs", "64", "--test-set", "--seed", str(args.seed)]
     command += ["--device", "cpu", "--quiet", "--out-dir", str(out_dir)]
+    if args.no_early_stopping:  # the loss can never fall by less than this
+        command.append("--early-stopping-delta=-1e30")
     if (out_dir / "metrics.csv").is_file():
         command.append("--resume")
     subprocess.run(command, check=True)
@@ -80,6 +82,7 @@ def run(model: str, method: str, args: argparse.Namespace, out_dir: Path) -> dic
         "model": model,
         "method": "sigprop" if method == "pepita" else method,
         "binary": args.binary,
+        "early_stopping": not args.no_early_stopping,
         "dataset": args.dataset,
         "image_size": args.image_size,
         "epochs": len(rows),
@@ -103,12 +106,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--binary", default="full", choices=list(BINARY), help="binary parts (full: the table)"
     )
+    parser.add_argument(
+        "--no-early-stopping",
+        action="store_true",
+        help="train every epoch (the study stops once the loss stalls for 4 evaluations)",
+    )
     parser.add_argument("--runs", default="runs/binary_feedback_order", help="run directories")
     parser.add_argument("--out", help="results CSV")
     args = parser.parse_args(argv)
     name = f"order_{args.dataset}{args.image_size}"
     if args.binary != "full":
         name += f"_binary_{args.binary}"
+    if args.no_early_stopping:
+        name += "_all_epochs"
     out = Path(args.out or ROOT / "experiments_results" / "binary_feedback" / name / "results.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = read_rows(out)  # runs of earlier invocations (other models, epochs) are kept
