@@ -1,12 +1,21 @@
 """IMDB and GLUE (SST-2, QQP) as token-id splits (HadamRNN spec 4.4 and 4.5).
 
-* IMDB: the Keras file ``imdb.npz`` (``keras.datasets.imdb``'s download, arrays ``x_train``,
-  ``y_train``, ``x_test``, ``y_test`` of word-rank lists) under ``<data dir>/imdb/``, processed
-  as ``imdb.load_data(num_words=10000)`` does (shuffle with seed 113, start token 1, ranks
-  shifted by 3, out-of-vocabulary 2), then Keras ``pad_sequences(maxlen=500)``: "pre" padding
-  and truncation (the LAST 500 tokens are kept). Keras itself is not needed. Without the
-  file, Hugging Face's ``imdb`` is ranked the same way (an approximation, the ``nlp`` extra).
-  Splits: train 25,000; val = the last 12,500 Keras test rows; test = the first 12,500.
+* IMDB, from the first of these files that exists (:func:`imdb_source`):
+  1. the reference's pickle ``<data dir>/imdb/imdb_data.pkl`` (already Keras-processed and
+     padded; read with a restricted unpickler, :mod:`.imdb_pickle`), only its LAST
+     ``seq_length`` columns kept. It wins over ``imdb.npz`` in the same folder: it is the
+     reference's exact data, with no processing of ours in between;
+  2. the Keras file ``imdb.npz`` (``keras.datasets.imdb``'s download, arrays ``x_train``,
+     ``y_train``, ``x_test``, ``y_test`` of word-rank lists) under ``<data dir>/imdb/``,
+     processed as ``imdb.load_data(num_words=10000)`` does (shuffle with seed 113, start
+     token 1, ranks shifted by 3, out-of-vocabulary 2), then Keras
+     ``pad_sequences(maxlen=500)``: "pre" padding and truncation (the LAST 500 tokens are
+     kept). Keras itself is not needed;
+  3. the reference's own path ``downloaded_dataset/imdb/imdb_data.pkl`` relative to the
+     working directory.
+  Without any of them, Hugging Face's ``imdb`` is ranked as Keras does (an approximation,
+  the ``nlp`` extra). Splits: train 25,000; val = the last 12,500 test rows; test = the
+  first 12,500.
 * GLUE: Hugging Face ``datasets`` + the ``bert-base-uncased`` tokenizer (the ``nlp`` extra),
   max length 128, right padding, only ``input_ids``; QQP joins the questions with two
   ``[SEP]``. GLUE test labels are hidden: its test split is for the submission TSV only.
@@ -29,8 +38,17 @@ from bnn_shared.data.splits import TensorSplit
 from bnn_shared.errors import ConfigError, MissingDependencyError
 
 from ..config import DatasetConfig
+from .imdb_pickle import PICKLE_FILE, REFERENCE_PICKLE, read_imdb_pickle
 
-__all__ = ["imdb_arrays", "imdb_splits", "glue_splits", "pad_sequences", "IMDB_FILE"]
+__all__ = [
+    "imdb_arrays",
+    "imdb_source",
+    "imdb_splits",
+    "glue_splits",
+    "pad_sequences",
+    "IMDB_FILE",
+    "PICKLE_FILE",
+]
 
 IMDB_FILE = "imdb.npz"
 IMDB_SEED = 113
@@ -65,16 +83,31 @@ def _keras_processing(x_train, y_train, x_test, y_test, num_words: int):
     return [encode(x) for x in x_train], y_train, [encode(x) for x in x_test], y_test
 
 
+def imdb_source(root: Path) -> Path | None:
+    """The IMDB file that is read: ``<root>/imdb/imdb_data.pkl``, else
+    ``<root>/imdb/imdb.npz``, else ``./downloaded_dataset/imdb/imdb_data.pkl`` (the
+    reference's path); ``None`` when none exists."""
+    folder = Path(root) / "imdb"
+    for path in (folder / PICKLE_FILE, folder / IMDB_FILE, REFERENCE_PICKLE):
+        if path.is_file():
+            return path
+    return None
+
+
 def imdb_arrays(root: Path, num_words: int = 10000, maxlen: int = 500, download=False):
     """``(x_train, y_train, x_test, y_test)`` int64 arrays, Keras-processed and padded.
 
-    Reads ``<root>/imdb/imdb.npz`` (Keras format); without it, falls back to Hugging Face's
-    ``imdb`` (the ``nlp`` extra, from its cache unless ``download``), ranked as Keras does
+    Reads the file :func:`imdb_source` finds: the reference's pickle (already processed:
+    the last ``maxlen`` columns are kept, ids must be below ``num_words``) or the Keras
+    ``imdb.npz`` (processed here); without either, falls back to Hugging Face's ``imdb``
+    (the ``nlp`` extra, from its cache unless ``download``), ranked as Keras does
     (:func:`hf_imdb_ranks`).
     """
     folder = Path(root) / "imdb"
-    path = folder / IMDB_FILE
-    if path.is_file():
+    path = imdb_source(root)
+    if path is not None and path.name == PICKLE_FILE:
+        return read_imdb_pickle(path, maxlen, num_words)
+    if path is not None:
         with np.load(path, allow_pickle=True) as data:
             parts = [data[key] for key in ("x_train", "y_train", "x_test", "y_test")]
     else:
@@ -103,18 +136,14 @@ def hf_imdb_ranks(folder: Path, download: bool):
     try:
         import datasets
     except ImportError as exc:
-        raise missing_dataset_error(
-            "imdb",
+        raise _missing_imdb(
             folder,
-            missing=[IMDB_FILE],
-            reason="put the Keras file there (keras.datasets.imdb downloads it to "
-            "~/.keras/datasets/imdb.npz), or install the Hugging Face fallback with "
-            "pip install 'hadamrnn[nlp]'",
+            "--download needs the Hugging Face fallback: pip install 'hadamrnn[nlp]'",
         ) from exc
     try:
         data = datasets.load_dataset("imdb", cache_dir=str(folder / "huggingface"))
     except Exception as exc:  # offline or missing cache: many error types, one meaning
-        raise missing_dataset_error("imdb", folder, missing=[IMDB_FILE], reason=str(exc)) from exc
+        raise _missing_imdb(folder, f"the Hugging Face fallback failed: {exc}") from exc
     train = [_words(t) for t in data["train"]["text"]]
     test = [_words(t) for t in data["test"]["text"]]
     counts = Counter(word for review in train for word in review)
@@ -129,6 +158,18 @@ def hf_imdb_ranks(folder: Path, download: bool):
 
     labels = [np.asarray(data[s]["label"], dtype=np.int64) for s in ("train", "test")]
     return as_ranks(train), labels[0], as_ranks(test), labels[1]
+
+
+def _missing_imdb(folder: Path, reason: str):
+    return missing_dataset_error(
+        "imdb",
+        folder,
+        missing=[PICKLE_FILE, IMDB_FILE],
+        reason=f"put the reference's {PICKLE_FILE} or the Keras {IMDB_FILE} "
+        "(keras.datasets.imdb downloads it to ~/.keras/datasets/imdb.npz) there, or run "
+        f"from a folder holding {REFERENCE_PICKLE.as_posix()}; {reason}; "
+        "DATASET.NAME sdigits or pdigits needs no file",
+    )
 
 
 def _imdb_tensors(root: Path, num_words: int, maxlen: int, download: bool):
