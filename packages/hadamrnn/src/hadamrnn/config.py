@@ -1,15 +1,15 @@
 """YAML configuration of HadamRNN runs (reference ``config`` loading), validated on load.
 
 The files keep the reference layout: sections ``DATASET``, ``MODEL`` and ``TRAIN`` plus the
-top-level ``PROJECT`` / ``USE_WANDB``; keys are case-insensitive (lower-cased on load, as the
-reference does). Unlike the reference, a typo or a wrong type is an error naming the key and
-the file (:class:`bnn_shared.errors.ConfigError`; sizes, epochs and learning rates must be
-positive), the path of ``--config`` is taken
-literally, and ``$module.Name`` values are not imported: losses and metrics are names from
-registries (the reference's ``$torch.nn.CrossEntropyLoss`` spelling is accepted).
-The legacy keys of the reference configs (``GIVENS``, ``MULTIPARAMETERS``, ``DISPLAY_EPOCH``,
-``DISPLAY_EVERY``, ``GET_GRADIENTS``, ``ACTIVATION_CONFIG``, ``ACTIVATION_FINAL``) are accepted
-and ignored.
+top-level ``PROJECT`` / ``USE_WANDB``. Section names and their first-level keys are
+case-insensitive (the reference lower-cases them); keys of nested mappings
+(``OPTIMIZER_CONFIG: {lr: ...}``) are kept verbatim. The reference's own files load unchanged
+(:mod:`hadamrnn.reference_format`: split sizes, ``*_CONFIG`` kwargs, ``$`` tags from a table of
+allowed paths, never imported). Unlike the reference, a typo or a wrong type is an error
+naming the key and the file (:class:`bnn_shared.errors.ConfigError`; sizes, epochs and
+learning rates must be positive), the path of ``--config`` is taken literally (``.yaml`` or
+``.yml``), and a key whose feature is not implemented (``MODEL.GIVENS``,
+``MODEL.MULTIPARAMETERS``) gives a one-line warning.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bnn_shared.config import ConfigModel, apply_overrides, from_dict, load_yaml
+from bnn_shared.errors import ConfigError
 from pydantic import Field, field_validator, model_validator
 
 from .engines import ENGINES
+from .reference_format import read_sections, resolve_tag, translate, warn
 
 __all__ = ["Config", "DatasetConfig", "ModelConfig", "TrainConfig", "load", "lower_keys"]
 
@@ -100,32 +102,76 @@ class ModelConfig(ConfigModel):
         1.0, gt=0, description="QSSM: pre-scale of the state quantizer's input"
     )
     use_bjorck: bool = Field(False, description="SpectralQSSM: Bjorck orthonormalisation")
-    # legacy keys of the reference configs, accepted and ignored
-    givens: Any = None
-    multiparameters: Any = None
-    activation_config: Any = None
-    activation_final: Any = None
+    activation_config: dict[str, Any] | None = Field(
+        None, description="modrelu: {features: HIDDEN_SIZE}; relu: null (or {inplace: ...})"
+    )
+    activation_final: str | None = Field(
+        None, description="activation of the many-to-one logits: only null (none)"
+    )
+    activation_final_config: dict[str, Any] | None = Field(
+        None, description="kwargs of ACTIVATION_FINAL: only null"
+    )
+    # reference keys without effect there too: a warning on load (reference_format)
+    givens: Any = Field(None, description="no effect (the reference swallows it)")
+    multiparameters: Any = Field(None, description="no effect (the reference swallows it)")
 
     @field_validator("engine")
     @classmethod
     def _registered_engine(cls, value: str) -> str:
         return ENGINES.canonical(value)
 
-    @field_validator("activation")
+    @field_validator("activation", "activation_final")
     @classmethod
-    def _activation_name(cls, value: str) -> str:
-        name = str(value).strip().lstrip("$").rsplit(".", 1)[-1].lower()
+    def _activation_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        name = str(resolve_tag(value, "activation", "MODEL.ACTIVATION")).lower()
         if name not in ("relu", "modrelu"):
             raise ValueError(f"relu or modrelu ($torch.nn.ReLU, $layers.modrelu), got {value!r}")
         return name
+
+    @model_validator(mode="after")
+    def _check_activation(self) -> ModelConfig:
+        options = dict(self.activation_config or {})
+        allowed = {"relu": {"inplace"}, "modrelu": {"features"}}[self.activation]
+        unknown = set(options) - allowed
+        if unknown:
+            raise ValueError(
+                f"MODEL.ACTIVATION_CONFIG: {self.activation} takes {', '.join(sorted(allowed))}, "
+                f"not {', '.join(sorted(unknown))}"
+            )
+        features = options.get("features", self.hidden_size)
+        if features != self.hidden_size:
+            raise ValueError(
+                f"MODEL.ACTIVATION_CONFIG.features ({features}) must be MODEL.HIDDEN_SIZE "
+                f"({self.hidden_size}): modrelu has one bias per state unit"
+            )
+        if self.activation_final is not None or self.activation_final_config:
+            raise ValueError(
+                "MODEL.ACTIVATION_FINAL (and its config) must be null: a final activation on "
+                "the logits is not implemented (every reference config has null)"
+            )
+        return self
 
 
 class TrainConfig(ConfigModel):
     """``TRAIN``: optimisation and evaluation."""
 
-    loss_fn: str = Field("cross_entropy", description="cross_entropy or bce_with_logits")
+    loss_fn: str = Field(
+        "cross_entropy",
+        description="cross_entropy or bce_with_logits ($torch.nn.CrossEntropyLoss, "
+        "$torch.nn.BCEWithLogitsLoss)",
+    )
+    loss_config: dict[str, Any] | None = Field(
+        None, description="loss kwargs: label_smoothing, weight (cross_entropy), pos_weight"
+    )
     metrics: str | list[str] | None = Field(
-        "accuracy", description="accuracy (logit > 0 for one output) or none"
+        "accuracy",
+        description="accuracy (argmax, or logit > 0 for one output) or none; the reference's "
+        "{accuracy: $torchmetrics.Accuracy} mapping is accepted",
+    )
+    metrics_config: dict[str, Any] | None = Field(
+        None, description="metric kwargs as torchmetrics: task, num_classes, threshold"
     )
     batch_size: int = Field(64, ge=1, description="training batch size")
     val_batch_size: int | None = Field(
@@ -146,9 +192,23 @@ class TrainConfig(ConfigModel):
         description="learning rate of the recurrent matrix's parameters of any model (never "
         "of its bias): null = LR (the paper); orthogonal-RNN recipes use LR / 10",
     )
-    optimizer: str = Field("adam", description="adam, adamw or sgd")
+    optimizer: str = Field("adam", description="adam, adamw or sgd ($torch.optim.Adam, ...)")
+    optimizer_config: dict[str, Any] | None = Field(
+        None, description="optimizer kwargs other than lr (weight_decay, betas, momentum, ...)"
+    )
+    scheduler: str = Field(
+        "steplr",
+        description="steplr, exponentiallr, cosineannealinglr or multisteplr "
+        "($torch.optim.lr_scheduler.StepLR, ...), stepped once per epoch",
+    )
+    scheduler_config: dict[str, Any] | None = Field(
+        None, description="scheduler kwargs (StepLR's gamma and step_size: GAMMA, STEP_SIZE)"
+    )
     gamma: float = Field(0.98, gt=0, description="StepLR factor per step_size epochs")
     step_size: int = Field(1, ge=1, description="StepLR period in epochs")
+    lambda_orth: float = Field(
+        0.0, ge=0, description="orthogonality penalty: only 0 (the reference crashes on > 0)"
+    )
     torch_device: str = Field("auto", description="the reference configs say cuda:0")
     # torch 1.7 to 1.11 did this by default on Ampere or newer GPUs (the reference: torch 1.10)
     allow_tf32: bool = Field(
@@ -169,10 +229,53 @@ class TrainConfig(ConfigModel):
         description="train the binary latents and the other parameters in alternate epochs "
         "(latents frozen in epochs 1, 3, ...)",
     )
-    # legacy keys, ignored
-    display_epoch: Any = None
-    display_every: Any = None
-    get_gradients: Any = None
+    compute_sv: bool = Field(
+        True, description="singular values of the recurrent matrix each epoch (sv/min, ...)"
+    )
+    get_gradients: bool = Field(
+        False, description="mean |grad| of the recurrent layer's own parameters per epoch"
+    )
+    display_every: int | None = Field(
+        None, ge=1, description="print the loss every k training batches (null: never)"
+    )
+    display_epoch: bool = Field(False, description="print the epoch's loss and validation")
+
+    @field_validator("loss_fn")
+    @classmethod
+    def _loss_tag(cls, value: str) -> str:
+        return resolve_tag(value, "loss", "TRAIN.LOSS_FN")
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer_tag(cls, value: str) -> str:
+        return resolve_tag(value, "optimizer", "TRAIN.OPTIMIZER")
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler_tag(cls, value: str) -> str:
+        return resolve_tag(value, "scheduler", "TRAIN.SCHEDULER")
+
+    @field_validator("metrics")
+    @classmethod
+    def _metric_tags(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            return [resolve_tag(item, "metric", "TRAIN.METRICS") for item in value]
+        return resolve_tag(value, "metric", "TRAIN.METRICS")
+
+    @model_validator(mode="after")
+    def _check_train(self) -> TrainConfig:
+        if self.lambda_orth != 0:
+            raise ValueError(
+                "TRAIN.LAMBDA_ORTH must be 0: the reference's orthogonality penalty is not "
+                "published (its runs crash on > 0), and W is orthogonal by construction"
+            )
+        stepped = {"gamma", "step_size"} & self.model_fields_set
+        if self.scheduler.lower() != "steplr" and stepped:
+            raise ValueError(
+                f"TRAIN.{'/'.join(sorted(k.upper() for k in stepped))} belong to StepLR; "
+                f"give the kwargs of {self.scheduler} in TRAIN.SCHEDULER_CONFIG"
+            )
+        return self
 
 
 class Config(ConfigModel):
@@ -201,7 +304,7 @@ class Config(ConfigModel):
 
 
 def lower_keys(data: Any) -> Any:
-    """Mapping keys lower-cased, recursively (the reference's convention)."""
+    """Mapping keys lower-cased, recursively (overrides' paths are matched this way)."""
     if isinstance(data, Mapping):
         return {str(key).lower(): lower_keys(value) for key, value in data.items()}
     if isinstance(data, list):
@@ -212,19 +315,41 @@ def lower_keys(data: Any) -> Any:
 def load(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
     """Read a YAML config (or the defaults), apply ``KEY.SUB=value`` overrides, validate.
 
+    The package's files and the reference's are both read (:mod:`hadamrnn.reference_format`);
+    the optimizer, scheduler, loss and metric kwargs are checked against what they go to
+    (:func:`hadamrnn.getters.check_config`), so a bad one fails before anything runs.
+
     Raises:
-        ConfigError: missing file, bad YAML, unknown key or wrong type; the message names the
-            key and the file.
+        ConfigError: missing file, an extension other than .yaml / .yml, bad YAML, unknown
+            key or wrong type, an unknown ``$`` tag or kwarg; the message names the key and
+            the file.
     """
-    data = lower_keys(load_yaml(path)) if path else {}
-    overrides = [_lower_override(item) for item in overrides]
-    data = apply_overrides(data, overrides)
     source = str(path) if path else "the defaults"
+    if path and Path(path).suffix.lower() not in (".yaml", ".yml"):
+        raise ConfigError(f"{path}: a config file ends in .yaml or .yml")
+    overrides = [_lower_override(item) for item in overrides]
     if overrides:
         source += " (with --set overrides)"
-    return from_dict(Config, data, source=source)
+    try:
+        data, _ = translate(read_sections(load_yaml(path))) if path else ({}, [])
+        data, warnings = translate(apply_overrides(data, overrides), overwrite=True)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    cfg = from_dict(Config, data, source=source)
+    for message in warnings:
+        warn(f"{source}: {message}")
+    from .getters import check_config  # getters imports this module
+
+    try:
+        check_config(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return cfg
 
 
 def _lower_override(item: str) -> str:
+    """``TRAIN.OPTIMIZER_CONFIG.lr=...``: section and first-level key lower-cased, the rest
+    verbatim (as in the files)."""
     key, sep, value = str(item).partition("=")
-    return f"{key.lower()}{sep}{value}"
+    parts = key.split(".")
+    return ".".join([part.lower() for part in parts[:2]] + parts[2:]) + sep + value

@@ -7,7 +7,10 @@ an unknown name); the reference's names (``BinadamSSM``, ``BinadamSSMwithEmbeddi
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from bnn_shared.errors import ConfigError
@@ -17,12 +20,15 @@ from torch import Tensor, nn
 from .config import Config, ModelConfig
 from .models import LinearRNN, LSTMModel
 from .quantized_layers import HadamardRecurrent, OrthogonalRecurrent, QuantizedOrthogonalRecurrent
+from .reference_format import check_kwargs
 
 __all__ = [
     "MODELS",
     "LOSSES",
     "METRICS",
     "OPTIMIZERS",
+    "SCHEDULERS",
+    "check_config",
     "get_model",
     "get_optimizer",
     "get_scheduler",
@@ -94,7 +100,8 @@ def get_model(cfg: Config) -> nn.Module:
     return MODELS.get(cfg.model.name)(cfg.model)
 
 
-#: Optimizers by name (``TRAIN.OPTIMIZER``).
+#: Optimizers by name (``TRAIN.OPTIMIZER``; tags ``$torch.optim.Adam``, ...), built with
+#: ``lr = TRAIN.LR`` and the kwargs ``TRAIN.OPTIMIZER_CONFIG``.
 OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer", flag="TRAIN.OPTIMIZER")
 OPTIMIZERS.register("adam", torch.optim.Adam)
 OPTIMIZERS.register("adamw", torch.optim.AdamW)
@@ -102,14 +109,19 @@ OPTIMIZERS.register("sgd", torch.optim.SGD)
 
 
 def get_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
-    """``TRAIN.OPTIMIZER`` over all parameters (default Adam, as the paper).
+    """``TRAIN.OPTIMIZER`` over all parameters (default Adam, as the paper), with
+    ``lr = TRAIN.LR`` and ``TRAIN.OPTIMIZER_CONFIG`` (weight_decay, betas, momentum, ...).
 
     With ``TRAIN.SIGN_LR`` (HadamRNN) or ``TRAIN.RECURRENT_LR`` (any model with a recurrent
     matrix) set, the recurrent matrix's parameters form a second parameter group with that
     learning rate: HadamRNN's sign latents ``s`` (0: the signs never change), the ORNN's
     orthogonal parametrization, QORNN's latent matrix; the recurrent bias stays in the first.
+
+    Raises:
+        ConfigError: an OPTIMIZER_CONFIG kwarg the optimizer has not, or a value it refuses.
     """
-    optimizer = OPTIMIZERS.get(_strip_path(cfg.train.optimizer))
+    optimizer = OPTIMIZERS.get(cfg.train.optimizer)
+    kwargs = {"lr": cfg.train.lr, **(cfg.train.optimizer_config or {})}
     sign_lr, recurrent_lr = cfg.train.sign_lr, cfg.train.recurrent_lr  # >= 0, not both
     second = _recurrent_matrix_parameters(model)
     if recurrent_lr is not None:
@@ -122,13 +134,22 @@ def get_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
         hadamard = isinstance(getattr(model, "recurrent", None), HadamardRecurrent)
         lr = sign_lr if hadamard else None
     if lr is None:
-        return optimizer(model.parameters(), lr=cfg.train.lr)
+        return _build(optimizer, "TRAIN.OPTIMIZER_CONFIG", model.parameters(), **kwargs)
     ids = {id(p) for p in second}
     groups = [
         {"params": [p for p in model.parameters() if id(p) not in ids]},
         {"params": second, "lr": lr},
     ]
-    return optimizer(groups, lr=cfg.train.lr)
+    return _build(optimizer, "TRAIN.OPTIMIZER_CONFIG", groups, **kwargs)
+
+
+def _build(cls: Callable[..., Any], key: str, *args: Any, **kwargs: Any) -> Any:
+    """``cls(*args, **kwargs)``; an unknown or refused kwarg is a ConfigError naming ``key``."""
+    check_kwargs(cls, kwargs, key)
+    try:
+        return cls(*args, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}: {cls.__name__}: {exc}") from None
 
 
 def _recurrent_matrix_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -140,57 +161,202 @@ def _recurrent_matrix_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in recurrent.parameters() if p is not bias]
 
 
-def get_scheduler(cfg: Config, optimizer: torch.optim.Optimizer):
-    """``StepLR(step_size, gamma)``, stepped once per epoch."""
-    return torch.optim.lr_scheduler.StepLR(optimizer, cfg.train.step_size, cfg.train.gamma)
+#: Learning-rate schedulers by name (``TRAIN.SCHEDULER``; tags
+#: ``$torch.optim.lr_scheduler.StepLR``, ...), stepped once per epoch.
+SCHEDULERS: Registry[type] = Registry("scheduler", flag="TRAIN.SCHEDULER")
+SCHEDULERS.register("steplr", torch.optim.lr_scheduler.StepLR, aliases=("step_lr",))
+SCHEDULERS.register("exponentiallr", torch.optim.lr_scheduler.ExponentialLR)
+SCHEDULERS.register("cosineannealinglr", torch.optim.lr_scheduler.CosineAnnealingLR)
+SCHEDULERS.register("multisteplr", torch.optim.lr_scheduler.MultiStepLR)
 
 
-def _cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
-    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+def get_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> Any:
+    """``TRAIN.SCHEDULER`` with ``TRAIN.SCHEDULER_CONFIG`` (default StepLR with
+    ``step_size = TRAIN.STEP_SIZE`` and ``gamma = TRAIN.GAMMA``), stepped once per epoch.
+
+    Raises:
+        ConfigError: a kwarg the scheduler has not, a missing one, or a value it refuses.
+    """
+    scheduler = SCHEDULERS.get(cfg.train.scheduler)
+    kwargs = dict(cfg.train.scheduler_config or {})
+    if SCHEDULERS.canonical(cfg.train.scheduler) == "steplr":
+        kwargs = {"step_size": cfg.train.step_size, "gamma": cfg.train.gamma, **kwargs}
+    check_kwargs(scheduler, kwargs, "TRAIN.SCHEDULER_CONFIG", skip=("optimizer",))
+    return _build(scheduler, "TRAIN.SCHEDULER_CONFIG", optimizer, **kwargs)
 
 
-def _bce(logits: Tensor, target: Tensor) -> Tensor:
-    return nn.functional.binary_cross_entropy_with_logits(
-        logits.reshape(-1), target.reshape(-1).to(logits.dtype)
+def _cross_entropy(logits: Tensor, target: Tensor, **kwargs: Any) -> Tensor:
+    return nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), **kwargs
     )
 
 
-#: Losses by name (``TRAIN.LOSS_FN``): ``loss(logits, target)``, logits reshaped to
-#: ``(-1, d_out)`` as the reference.
-LOSSES: Registry[Callable[[Tensor, Tensor], Tensor]] = Registry("loss", flag="TRAIN.LOSS_FN")
+def _bce(logits: Tensor, target: Tensor, **kwargs: Any) -> Tensor:
+    return nn.functional.binary_cross_entropy_with_logits(
+        logits.reshape(-1), target.reshape(-1).to(logits.dtype), **kwargs
+    )
+
+
+#: Losses by name (``TRAIN.LOSS_FN``): ``loss(logits, target, **LOSS_CONFIG)``, logits
+#: reshaped to ``(-1, d_out)`` as the reference.
+LOSSES: Registry[Callable[..., Tensor]] = Registry("loss", flag="TRAIN.LOSS_FN")
 LOSSES.register("cross_entropy", _cross_entropy, aliases=("crossentropyloss",))
 LOSSES.register("bce_with_logits", _bce, aliases=("bcewithlogitsloss",))
-
-
-def _strip_path(name: str) -> str:
-    """``$torch.nn.CrossEntropyLoss`` -> ``crossentropyloss`` (reference spelling)."""
-    return name.strip().lstrip("$").rsplit(".", 1)[-1].lower()
+#: LOSS_CONFIG kwargs each loss takes (tensors given as lists); the reduction stays the mean
+LOSS_OPTIONS = {
+    "cross_entropy": ("label_smoothing", "weight"),
+    "bce_with_logits": ("pos_weight",),
+}
 
 
 def get_loss(cfg: Config) -> Callable[[Tensor, Tensor], Tensor]:
-    """The loss ``TRAIN.LOSS_FN``."""
-    return LOSSES.get(_strip_path(cfg.train.loss_fn))
+    """The loss ``TRAIN.LOSS_FN`` with the kwargs ``TRAIN.LOSS_CONFIG``.
+
+    Raises:
+        ConfigError: a LOSS_CONFIG kwarg the loss does not take.
+    """
+    name = LOSSES.canonical(cfg.train.loss_fn)
+    loss = LOSSES.get(name)
+    options = dict(cfg.train.loss_config or {})
+    unknown = set(options) - set(LOSS_OPTIONS[name])
+    if unknown:
+        raise ConfigError(
+            f"TRAIN.LOSS_CONFIG: {name} takes {', '.join(LOSS_OPTIONS[name])}, "
+            f"not {', '.join(sorted(unknown))}"
+        )
+    if not options:
+        return loss
+
+    def configured(logits: Tensor, target: Tensor) -> Tensor:
+        kwargs = {
+            key: torch.as_tensor(value, dtype=logits.dtype, device=logits.device)
+            if isinstance(value, list | tuple)
+            else value
+            for key, value in options.items()
+        }
+        return loss(logits, target, **kwargs)
+
+    return configured
 
 
-def _correct(logits: Tensor, target: Tensor) -> Tensor:
-    """Number of correct predictions: argmax, or ``logit > 0`` for one output (quirk 11)."""
+def _correct(logits: Tensor, target: Tensor, *, threshold: float = 0.5) -> Tensor:
+    """Number of correct predictions: argmax, or ``sigmoid(logit) > threshold`` (``logit >
+    0`` at 0.5) for one output (quirk 11)."""
     if logits.shape[-1] == 1:
-        predicted = (logits.reshape(-1) > 0).long()
+        cut = 0.0 if threshold == 0.5 else math.log(threshold / (1 - threshold))
+        predicted = (logits.reshape(-1) > cut).long()
     else:
         predicted = logits.reshape(-1, logits.shape[-1]).argmax(1)
     return (predicted == target.reshape(-1)).sum()
 
 
 #: Metrics by name (``TRAIN.METRICS``): ``metric(logits, target) -> summed value`` (divided by
-#: the item count); ``none`` (or null) is no metric.
-METRICS: Registry[Callable[[Tensor, Tensor], Tensor]] = Registry("metric", flag="TRAIN.METRICS")
-METRICS.register("accuracy", _correct, aliases=("binaryaccuracy", "multiclassaccuracy"))
+#: the item count); ``none`` (or null) is no metric. The torchmetrics classes the reference
+#: names are entries, so that METRICS_CONFIG is checked against the one named.
+METRICS: Registry[Callable[..., Tensor]] = Registry("metric", flag="TRAIN.METRICS")
+METRICS.register("accuracy", _correct)
+METRICS.register("binary_accuracy", _correct, aliases=("binaryaccuracy",))
+METRICS.register("multiclass_accuracy", _correct, aliases=("multiclassaccuracy",))
+#: METRICS_CONFIG kwargs per metric (torchmetrics' names); validate_args has no effect
+METRIC_OPTIONS = {
+    "accuracy": ("task", "num_classes", "threshold", "average", "top_k", "validate_args"),
+    "binary_accuracy": ("threshold", "validate_args"),
+    "multiclass_accuracy": ("num_classes", "average", "top_k", "validate_args"),
+}
+
+
+def _metric_name(cfg: Config) -> str | None:
+    names = cfg.train.metrics
+    if isinstance(names, list):
+        if len(names) > 1:
+            raise ConfigError(f"TRAIN.METRICS: one metric (accuracy), got {names}")
+        names = names[0] if names else None
+    if not names or str(names).lower() == "none":
+        return None
+    return METRICS.canonical(names)
 
 
 def get_metric(cfg: Config) -> Callable[[Tensor, Tensor], Tensor] | None:
-    """The accuracy counter, or None (the copy task reports its cross-entropy)."""
-    names = cfg.train.metrics
-    name = names[0] if isinstance(names, list) and names else names
-    if not name or _strip_path(name) == "none":
+    """The accuracy counter with ``TRAIN.METRICS_CONFIG``, or None (the copy task reports its
+    cross-entropy).
+
+    Raises:
+        ConfigError: METRICS_CONFIG without a metric, a kwarg the metric has not, or values
+            that do not fit the model (``num_classes`` other than MODEL.OUTPUT_SIZE, a binary
+            task with several outputs, another ``average`` than micro, ``top_k`` > 1).
+    """
+    name = _metric_name(cfg)
+    options = dict(cfg.train.metrics_config or {})
+    if name is None:
+        if options:
+            raise ConfigError("TRAIN.METRICS_CONFIG is given, but TRAIN.METRICS is none")
         return None
-    return METRICS.get(_strip_path(name))
+    threshold = _check_metric_options(name, options, cfg.model.output_size)
+    metric = METRICS.get(name)
+    if threshold == 0.5:
+        return metric
+    return functools.partial(metric, threshold=threshold)
+
+
+def _check_metric_options(name: str, options: dict[str, Any], outputs: int) -> float:
+    """The binary threshold of a valid METRICS_CONFIG (see :func:`get_metric`); without one,
+    every accuracy name is the same counter (argmax, or logit > 0 for one output), where
+    torchmetrics would need a task or num_classes."""
+    if not options:
+        return 0.5
+    unknown = set(options) - set(METRIC_OPTIONS[name])
+    if unknown:
+        raise ConfigError(
+            f"TRAIN.METRICS_CONFIG: {name} takes {', '.join(METRIC_OPTIONS[name])}, "
+            f"not {', '.join(sorted(unknown))}"
+        )
+    task = {"binary_accuracy": "binary", "multiclass_accuracy": "multiclass"}.get(name)
+    task = options.get("task", task)
+    if name == "accuracy" and options and task is None:
+        raise ConfigError("TRAIN.METRICS_CONFIG: accuracy needs task (binary or multiclass)")
+    if task not in (None, "binary", "multiclass"):
+        raise ConfigError(f"TRAIN.METRICS_CONFIG.task: binary or multiclass, got {task!r}")
+    if task == "binary" and outputs != 1:
+        raise ConfigError(
+            f"TRAIN.METRICS_CONFIG: a binary task needs MODEL.OUTPUT_SIZE 1, not {outputs}"
+        )
+    if task == "multiclass" and options.get("num_classes") != outputs:
+        raise ConfigError(
+            f"TRAIN.METRICS_CONFIG.num_classes ({options.get('num_classes')}) must be "
+            f"MODEL.OUTPUT_SIZE ({outputs})"
+        )
+    default = "macro" if name == "multiclass_accuracy" else "micro"  # torchmetrics' defaults
+    if task == "multiclass" and options.get("average", default) != "micro":
+        raise ConfigError(
+            f"TRAIN.METRICS_CONFIG.average: only micro (per-sample accuracy) is implemented, "
+            f"{name} gives {options.get('average', default)}: set average: micro"
+        )
+    if options.get("top_k", 1) != 1:
+        raise ConfigError("TRAIN.METRICS_CONFIG.top_k: only 1 is implemented")
+    threshold = options.get("threshold", 0.5)
+    if task == "multiclass" and "threshold" in options:
+        raise ConfigError("TRAIN.METRICS_CONFIG.threshold: only for a binary task")
+    if not isinstance(threshold, int | float) or not 0 < threshold < 1:
+        raise ConfigError(f"TRAIN.METRICS_CONFIG.threshold: in (0, 1), got {threshold!r}")
+    return float(threshold)
+
+
+def check_config(cfg: Config) -> None:
+    """Build what ``cfg`` names once on a dummy parameter (optimizer, scheduler) and check the
+    loss and metric kwargs, so that a bad name or kwarg fails at load, before any run.
+
+    Raises:
+        ConfigError: see :func:`get_optimizer`, :func:`get_scheduler`, :func:`get_loss`,
+            :func:`get_metric`; an unknown MODEL.NAME.
+    """
+    MODELS.canonical(cfg.model.name)
+    dummy = nn.Linear(1, 1)
+    optimizer = _build(
+        OPTIMIZERS.get(cfg.train.optimizer),
+        "TRAIN.OPTIMIZER_CONFIG",
+        dummy.parameters(),
+        **{"lr": cfg.train.lr, **(cfg.train.optimizer_config or {})},
+    )
+    get_scheduler(cfg, optimizer)
+    get_loss(cfg)
+    get_metric(cfg)

@@ -10,6 +10,12 @@ cross-entropy, the singular values of ``W`` (``sv/min``, ``sv/max``, ``sv/ratio`
 checkpoint and ``--resume``, epochs counted from 1); this module adds ``best.pt`` (best
 validation), the final validation and test metrics (``final.csv``), the GLUE submission and
 the reference's ``--save-network`` files.
+
+The reference's TRAIN switches: ``COMPUTE_SV`` (the ``sv/*`` metrics, on by default),
+``GET_GRADIENTS`` (``gradients/recurrent_1_<name>``: the epoch's mean over batches of mean
+``|grad|`` of each parameter the recurrent layer owns directly), ``DISPLAY_EVERY`` k (a line
+with the loss every k batches), ``DISPLAY_EPOCH`` (a line with the epoch's loss and
+validation metrics) and ``ALTERNATE_GRADIENTS`` (:func:`set_alternate_phase`).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 import torch
 from bnn_shared.config import to_dict
 from bnn_shared.data.splits import Split, batches
-from bnn_shared.errors import ShapeError
+from bnn_shared.errors import ConfigError, ShapeError
 from bnn_shared.runner import Context, Experiment, RunSettings, fit
 from bnn_shared.tracking import atomic_save, atomic_write_text
 from torch import nn
@@ -43,7 +49,9 @@ __all__ = [
     "BEST_FILE",
     "HadamRNNExperiment",
     "evaluate",
+    "recurrent_gradients",
     "run_training",
+    "set_alternate_phase",
     "tf32_matmuls",
     "train_epoch",
     "weight_diagnostics",
@@ -67,14 +75,18 @@ def train_epoch(
     *,
     track_flips: bool = True,
     check_loss: Callable[[torch.Tensor, int], None] | None = None,
+    gradients: bool = False,
+    display: Callable[[int, float], None] | None = None,
 ) -> dict[str, float]:
     """One pass over the batches ``stream``: mean ``train/loss``, ``train/accuracy`` (with a
     metric) and ``train/flips`` (sign flips of ``s``, for models with signs).
 
     ``check_loss(loss, step)`` sees every batch's loss before the backward pass (the runner's
-    NaN/inf stop)."""
+    NaN/inf stop); ``gradients`` adds :func:`recurrent_gradients`' epoch means;
+    ``display(step, loss)`` sees every batch's loss after its step (``DISPLAY_EVERY``)."""
     model.train()
     total_loss, total_metric, count, flips = 0.0, 0.0, 0, 0
+    grad_sums: dict[str, float] = {}
     before = _signs(model) if track_flips else None
     for step, (x, y) in enumerate(stream):
         x, y = x.to(device), y.to(device)
@@ -84,10 +96,15 @@ def train_epoch(
         if check_loss is not None:
             check_loss(loss, step)
         loss.backward()
+        if gradients:
+            for key, value in recurrent_gradients(model).items():
+                grad_sums[key] = grad_sums.get(key, 0.0) + value
         optimizer.step()
         model.apply_constraints_()
         items = y.numel()
         total_loss += loss.item() * items
+        if display is not None:
+            display(step, loss.item())
         if metric is not None:
             total_metric += metric(logits.detach(), y).item()
         count += items
@@ -100,7 +117,55 @@ def train_epoch(
         out["train/accuracy"] = total_metric / max(count, 1)
     if before is not None:
         out["train/flips"] = flips
+    batches_seen = step + 1 if count else 1
+    out.update({key: total / batches_seen for key, total in grad_sums.items()})
     return out
+
+
+def recurrent_gradients(model: nn.Module) -> dict[str, float]:
+    """Mean ``|grad|`` of each parameter ``model.recurrent`` owns directly (HadamRNN: ``s``
+    and ``bias``; a parametrized matrix's latent is not its own), 0 without a gradient, as
+    ``gradients/recurrent_1_<name>`` (the reference's ``GET_GRADIENTS``)."""
+    recurrent = getattr(model, "recurrent", None)
+    if not isinstance(recurrent, nn.Module):
+        return {}
+    return {
+        f"gradients/recurrent_1_{name}": 0.0 if p.grad is None else p.grad.abs().mean().item()
+        for name, p in recurrent.named_parameters(recurse=False)
+    }
+
+
+def binary_latents(model: nn.Module) -> list[nn.Parameter]:
+    """The latents of binary weights: HadamRNN's sign latent ``s`` (the reference's
+    ``sign_vector``) and any parameter named ``sign_vector``."""
+    latents = [p for name, p in model.named_parameters() if name.endswith("sign_vector")]
+    recurrent = getattr(model, "recurrent", None)
+    signs = getattr(recurrent, "s", None) if hasattr(recurrent, "signs") else None
+    if isinstance(signs, nn.Parameter) and all(signs is not p for p in latents):
+        latents.append(signs)
+    return latents
+
+
+def set_alternate_phase(model: nn.Module, epoch: int) -> None:
+    """``ALTERNATE_GRADIENTS`` (spec B.3, the working single-layer version): in epochs 1, 3,
+    5, ... the binary latents (:func:`binary_latents`) are frozen and everything else trains;
+    in epochs 2, 4, ... only they train. The phase comes from the epoch number, so ``--resume``
+    keeps it. Frozen parameters get no gradient (``zero_grad(set_to_none=True)``), so Adam
+    leaves them exactly as they are (torch >= 2.0 behaviour; torch < 2.0 moved them by momentum).
+
+    Raises:
+        ConfigError: the model has no binary latents (every parameter would freeze in even
+            epochs).
+    """
+    latents = binary_latents(model)
+    if not latents:
+        raise ConfigError(
+            "TRAIN.ALTERNATE_GRADIENTS needs a model with binary latents (hadamrnn's signs)"
+        )
+    ids = {id(p) for p in latents}
+    latent_phase = epoch % 2 == 0
+    for p in model.parameters():
+        p.requires_grad_((id(p) in ids) == latent_phase)
 
 
 @torch.no_grad()
@@ -169,7 +234,21 @@ class HadamRNNExperiment(Experiment):
 
     seed_key = "model.seed"
     epochs_key = "train.n_epochs"
-    resume_ignored = frozenset({"torch_device", "use_wandb", "save_test_output", "eval_best"})
+    resume_ignored = frozenset(
+        {
+            "torch_device",
+            "use_wandb",
+            "save_test_output",
+            "eval_best",
+            # reporting only: the training is the same
+            "display_every",
+            "display_epoch",
+            "get_gradients",
+            "compute_sv",
+            "givens",
+            "multiparameters",
+        }
+    )
 
     def __init__(
         self,
@@ -200,13 +279,16 @@ class HadamRNNExperiment(Experiment):
         self.balanced = self.splits.name.startswith("glue") if balanced is None else balanced
 
     def train_epoch(self, epoch: int, ctx: Context) -> dict[str, Any]:
+        train = self.config.train
+        if train.alternate_gradients:
+            set_alternate_phase(self.model, epoch)
         stream = batches(
             self.splits.train,
-            self.config.train.batch_size,
+            train.batch_size,
             shuffle=True,
             generator=ctx.generator,
             balanced=self.balanced,
-            limit=self.config.train.max_batches,
+            limit=train.max_batches,
         )
         shares = (ctx.take_share(x, y) for x, y in stream)  # under torchrun: this process's
         return train_epoch(
@@ -216,9 +298,27 @@ class HadamRNNExperiment(Experiment):
             self.loss_fn,
             self.metric,
             ctx.device,
-            track_flips=self.config.train.track_flips,
+            track_flips=train.track_flips,
             check_loss=ctx.check_loss,
+            gradients=train.get_gradients,
+            display=self._display(epoch, ctx) if train.display_every else None,
         )
+
+    def _display(self, epoch: int, ctx: Context) -> Callable[[int, float], None]:
+        """``DISPLAY_EVERY`` k: the loss of every k-th batch (from 0), as the reference."""
+        train = self.config.train
+        total = math.ceil(len(self.splits.train) / train.batch_size)
+        total = min(total, train.max_batches or total)
+
+        def show(step: int, loss: float) -> None:
+            if step % train.display_every == 0 and ctx.is_main:
+                # only_loss: the loss before the LAMBDA_ORTH term (always 0 here)
+                print(
+                    f"loss {loss:.3f} only_loss {loss:.3f} batch {step}/{total} epoch {epoch}",
+                    flush=True,
+                )
+
+        return show
 
     def evaluate(self, epoch: int, ctx: Context) -> dict[str, Any]:
         row = self._evaluate("val", ctx)
@@ -229,8 +329,11 @@ class HadamRNNExperiment(Experiment):
 
     def end_epoch(self, epoch: int, row: dict[str, Any], ctx: Context) -> None:
         self.scheduler.step()
-        row.update(weight_diagnostics(self.model))
+        if self.config.train.compute_sv:
+            row.update(weight_diagnostics(self.model))
         row["lr"] = self.optimizer.param_groups[0]["lr"]
+        if self.config.train.display_epoch and ctx.is_main:
+            print(_epoch_line(epoch, row), flush=True)
         if "val/loss" in row and _score(row) > self.best_score:
             self.best_score = _score(row)
             state = {"model": self.model.state_dict(), "epoch": epoch}
@@ -297,13 +400,21 @@ def check_sizes(cfg: Config, splits: Splits) -> None:
             f"MODEL.INPUT_SIZE is {model.input_size}, but the {splits.name} inputs have "
             f"{x.shape[-1]} feature(s) per step: set MODEL.INPUT_SIZE={x.shape[-1]}"
         )
-    binary = get_loss(cfg) is LOSSES.get("bce_with_logits")
+    binary = LOSSES.canonical(cfg.train.loss_fn) == "bce_with_logits"
     classes = 1 if binary else splits.num_classes
     if model.output_size != classes:
         raise ShapeError(
             f"MODEL.OUTPUT_SIZE is {model.output_size}, but {splits.name} has {classes} "
             f"output(s) for TRAIN.LOSS_FN {cfg.train.loss_fn}: set MODEL.OUTPUT_SIZE={classes}"
         )
+
+
+def _epoch_line(epoch: int, row: Mapping[str, Any]) -> str:
+    """``DISPLAY_EPOCH``: the epoch's training loss and its validation values (none when
+    the epoch was not validated)."""
+    shown = {"loss": row["train/loss"], "only_loss": row["train/loss"]}
+    shown.update({key: value for key, value in row.items() if key.startswith("val/")})
+    return f"epoch {epoch}: " + "  ".join(f"{key} {value:.4g}" for key, value in shown.items())
 
 
 def _score(metrics: Mapping[str, float]) -> float:
