@@ -3,11 +3,12 @@
 :class:`LinearRNN` is the reference ``BinadamSSM`` (with an embedding front end it is
 ``BinadamSSMwithEmbeddings``) for any recurrent layer of :mod:`hadamrnn.quantized_layers`:
 
-    h_t = W h_(t-1) + b + U_q x_t     (linear; ReLU output fed back if not linear_recurrent)
-    z_t = ReLU(h_t)                   (read-out path only)
+    h_t = W h_(t-1) + b + U_q x_t     (linear; sigma(h) fed back if not linear_recurrent)
+    z_t = sigma(h_t)                  (read-out path only; sigma = ReLU, or modrelu)
     y_t = V_q z_t + c   for every t   (many-to-many)  or   y = V_q z_T + c   (many-to-one)
 
-The recurrence is evaluated by the engine named ``engine`` (:mod:`hadamrnn.engines`).
+The recurrence is evaluated by the engine named ``engine`` (:mod:`hadamrnn.engines`). The
+reference's other models (QRNN, QSSM, SpectralQSSM) are in :mod:`hadamrnn.qmodels`.
 """
 
 from __future__ import annotations
@@ -43,8 +44,13 @@ class LinearRNN(nn.Module):
         embeddings_dropout: dropout on the embeddings (0 in HadamRNN).
         readout: many-to-one position: ``last_position`` (reference), ``last_token`` (last
             non-padding token) or ``mean`` (mean over non-padding tokens).
-        linear_recurrent: False feeds ``ReLU(h)`` back (QORNN option; sequential engine only).
+        linear_recurrent: False feeds ``sigma(h)`` back (QORNN option; sequential engine only).
         engine: ``"parallel"`` or ``"sequential"``.
+        activation: ``sigma``, registered as the submodule ``activation`` (its parameters
+            train, e.g. modrelu's ``activation.b``); None (default): ReLU, applied as a
+            function, as the paper. See :data:`hadamrnn.extra_layers.ACTIVATIONS`.
+        output_layer: replaces the default ``V`` (a ``QLinear(n, d_out, bias_final,
+            num_bits if qoutput)``); the reference's QSSM and QRNN use a float ``V``.
     """
 
     def __init__(
@@ -62,6 +68,8 @@ class LinearRNN(nn.Module):
         readout: str = "last_position",
         linear_recurrent: bool = True,
         engine: str = "parallel",
+        activation: nn.Module | None = None,
+        output_layer: nn.Module | None = None,
     ):
         super().__init__()
         if readout not in READOUTS:
@@ -69,9 +77,12 @@ class LinearRNN(nn.Module):
         hidden = recurrent.hidden_size
         self.recurrent = recurrent
         self.input_layer = QLinear(input_size, hidden, bias=False, bits=num_bits)
-        self.output_layer = QLinear(
-            hidden, output_size, bias=bias_final, bits=num_bits if qoutput else None
-        )
+        if output_layer is None:
+            output_layer = QLinear(
+                hidden, output_size, bias=bias_final, bits=num_bits if qoutput else None
+            )
+        self.output_layer = output_layer
+        self.activation = activation
         self.embedding = None
         if vocab_size is not None:
             self.embedding = nn.Embedding(vocab_size, input_size, padding_idx=0)
@@ -102,7 +113,7 @@ class LinearRNN(nn.Module):
         if input_quantizer is not None:
             inputs = input_quantizer(inputs)
         rec = self.recurrent.recurrence(self.input_layer.quantized_weight())
-        nonlinearity = None if self.linear_recurrent else torch.relu
+        nonlinearity = None if self.linear_recurrent else self.sigma
         if nonlinearity is not None or state_quantizer is not None:
             engine = "sequential"
         run = ENGINES.get(engine or self.engine)
@@ -121,7 +132,15 @@ class LinearRNN(nn.Module):
         h = self.hidden_states(x, all_states=self.many_to_many or pooled, **kwargs)
         if pooled:
             h = _pool(h, x, self.readout)
-        return self.output_layer(torch.relu(h))
+        return self.read_out(h)
+
+    def sigma(self, h: Tensor) -> Tensor:
+        """The activation: ``self.activation(h)``, or ReLU."""
+        return torch.relu(h) if self.activation is None else self.activation(h)
+
+    def read_out(self, h: Tensor) -> Tensor:
+        """``V sigma(h) + c`` for states ``(..., n)``."""
+        return self.output_layer(self.sigma(h))
 
     def apply_constraints_(self) -> None:
         """Called after every optimizer step (optional clipping of HadamRNN's ``s``)."""
@@ -139,8 +158,8 @@ class LinearRNN(nn.Module):
         (``n d_in`` each) and ``T`` products ``W h`` (``n`` times the non-zeros of a row of
         ``W``: ``n`` for a dense or full Hadamard ``W``, ``2^k`` for Block-HadamRNN; a fast
         Walsh–Hadamard transform needs only ``n log2(2^k)`` additions). Inputs and states are
-        float, so all are 32-bit MACs. The output layer counts its own; biases, ReLU and the
-        embedding lookup are not MACs."""
+        float, so all are 32-bit MACs. The output layer counts its own; biases, the activation
+        and the embedding lookup are not MACs."""
         steps = inputs[0].shape[1]
         n = self.recurrent.hidden_size
         row = getattr(self.recurrent, "block", n)
