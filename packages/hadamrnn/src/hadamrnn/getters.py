@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,9 @@ from bnn_shared.registry import Registry
 from torch import Tensor, nn
 
 from .config import Config, ModelConfig
+from .extra_layers import ACTIVATIONS
 from .models import LinearRNN, LSTMModel
+from .qmodels import QRNN, QSSM, QSSMwithEmbeddings, SpectralQSSM, sequential_only
 from .quantized_layers import HadamardRecurrent, OrthogonalRecurrent, QuantizedOrthogonalRecurrent
 from .reference_format import check_kwargs
 
@@ -55,7 +58,15 @@ def _linear(cfg: ModelConfig, recurrent: nn.Module, *, bits, dropout: float) -> 
         readout=cfg.readout,
         linear_recurrent=cfg.linear_recurrent,
         engine=cfg.engine,
+        activation=_activation(cfg),
     )
+
+
+def _activation(cfg: ModelConfig) -> nn.Module | None:
+    """``MODEL.ACTIVATION`` as a module over ``n`` features (None: the paper's ReLU)."""
+    if ACTIVATIONS.canonical(cfg.activation) == "relu":
+        return None
+    return ACTIVATIONS.get(cfg.activation)(cfg.hidden_size)
 
 
 @MODELS.register("hadamrnn", aliases=("binadamssm", "binadamssmwithembeddings", "block_hadamrnn"))
@@ -85,6 +96,10 @@ def _qornn(cfg: ModelConfig) -> nn.Module:
 
 @MODELS.register("lstm")
 def _lstm(cfg: ModelConfig) -> nn.Module:
+    if _activation(cfg) is not None:
+        raise ConfigError(
+            f"MODEL.ACTIVATION {cfg.activation}: the lstm baseline has no activation to choose"
+        )
     return LSTMModel(
         input_size=cfg.input_size,
         hidden_size=cfg.hidden_size,
@@ -95,8 +110,97 @@ def _lstm(cfg: ModelConfig) -> nn.Module:
     )
 
 
+def _q_kwargs(cfg: ModelConfig) -> dict[str, Any]:
+    """Arguments shared by the reference's QRNN and QSSM models (``hadamrnn.qmodels``)."""
+    return {
+        "input_size": cfg.input_size,
+        "hidden_size": cfg.hidden_size,
+        "output_size": cfg.output_size,
+        "num_bits": cfg.num_bits if cfg.recurrent_bits is None else cfg.recurrent_bits,
+        "bias": cfg.bias,
+        "bias_final": cfg.bias_final,
+        "many_to_many": cfg.manytomany,
+        "vocab_size": cfg.vocab_size,
+        "embeddings_dropout": cfg.embeddings_dropout or 0.0,
+        "readout": cfg.readout,
+        "activation": _activation(cfg),
+    }
+
+
+def _qssm_kwargs(cfg: ModelConfig) -> dict[str, Any]:
+    kwargs = _q_kwargs(cfg)
+    linear = cfg.linear_recurrent and cfg.num_bits_feat is None
+    engine = cfg.engine
+    if not linear:
+        why = "MODEL.NUM_BITS_FEAT" if cfg.linear_recurrent else "MODEL.LINEAR_RECURRENT false"
+        engine = sequential_only(cfg.name, engine, "engine" in cfg.model_fields_set, why)
+    return {
+        **kwargs,
+        "qoutput": cfg.qoutput,
+        "num_bits_feat": cfg.num_bits_feat,
+        "pre_scaling_feat": cfg.pre_scaling_feat,
+        "linear_recurrent": cfg.linear_recurrent,
+        "engine": engine,
+    }
+
+
+@MODELS.register("qrnn")
+def _qrnn(cfg: ModelConfig) -> nn.Module:
+    why = "the activation inside its recurrence"
+    sequential_only("qrnn", cfg.engine, "engine" in cfg.model_fields_set, why)
+    return QRNN(**_q_kwargs(cfg))
+
+
+@MODELS.register("qssm")
+def _qssm(cfg: ModelConfig) -> nn.Module:
+    return QSSM(**_qssm_kwargs(cfg))
+
+
+@MODELS.register("qssmwithembeddings")
+def _qssm_with_embeddings(cfg: ModelConfig) -> nn.Module:
+    return QSSMwithEmbeddings(**_qssm_kwargs(cfg))
+
+
+@MODELS.register("spectralqssm")
+def _spectral_qssm(cfg: ModelConfig) -> nn.Module:
+    return SpectralQSSM(use_bjorck=cfg.use_bjorck, **_qssm_kwargs(cfg))
+
+
+_QSSMS = ("qssm", "qssmwithembeddings", "spectralqssm")
+#: Models that read a key (the others ignore it) ...
+_READERS = {
+    "num_bits_feat": _QSSMS,
+    "pre_scaling_feat": _QSSMS,
+    "use_bjorck": ("spectralqssm",),
+    "recurrent_bits": ("qornn", "qrnn", *_QSSMS),
+    "basic_block": ("hadamrnn",),
+    "clip_sign": ("hadamrnn",),
+    "orthogonal_map": ("ornn",),
+}
+#: ... and keys that one model does not read although the others do.
+_IGNORED_BY = {"qrnn": ("qoutput", "linear_recurrent")}
+
+
+def _warn_unread_keys(cfg: ModelConfig) -> None:
+    """One warning line per ``MODEL`` key set (to a value other than its default) that the
+    model does not read."""
+    name = MODELS.canonical(cfg.name)
+    keys = [key for key, readers in _READERS.items() if name not in readers]
+    for key in (*keys, *_IGNORED_BY.get(name, ())):
+        value = getattr(cfg, key)
+        if value != ModelConfig.model_fields[key].default:
+            _warn(f"MODEL.{key.upper()} {value!r} has no effect on {name}")
+    if name in _QSSMS and cfg.num_bits_feat is None and cfg.pre_scaling_feat != 1.0:
+        _warn("MODEL.PRE_SCALING_FEAT has no effect without MODEL.NUM_BITS_FEAT")
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def get_model(cfg: Config) -> nn.Module:
-    """The model of ``cfg.model``."""
+    """The model of ``cfg.model``; a warning line for each key set that it does not read."""
+    _warn_unread_keys(cfg.model)
     return MODELS.get(cfg.model.name)(cfg.model)
 
 
