@@ -97,3 +97,25 @@ def test_image_and_label_files_that_disagree(tmp_path):
     data = write_mnist_files(tmp_path / "data", train=(12, 11), test=(5, 5))
     argv = [*BASE, "DATASET.NAME=pmnist", "--data-dir", str(data), "--out-dir", str(tmp_path / "r")]
     assert_bad_input(main, argv, tmp_path, "12 images but 11 labels")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["TRAIN.OPTIMIZER=$torch.optim.Adamm"], "unknown tag '$torch.optim.Adamm'"),
+        (["MODEL.ACTIVATION=$ReLU"], "bare tag"),
+        (["TRAIN.OPTIMIZER=adamax"], "unknown optimizer 'adamax'"),
+        (["TRAIN.SCHEDULER=$torch.optim.lr_scheduler.OneCycleLR"], "unknown tag"),
+        (["TRAIN.SCHEDULER=plateau"], "unknown scheduler 'plateau'"),
+        (["TRAIN.OPTIMIZER_CONFIG={momentum: 0.9}"], "momentum"),
+        (["TRAIN.METRICS={f1: $torchmetrics.F1Score}"], "unknown tag"),
+        (["TRAIN.METRICS=f1", "TRAIN.METRICS_CONFIG={task: binary}"], "unknown metric 'f1'"),
+        (["TRAIN.METRICS_CONFIG={task: multiclass, num_classes: 3}"], "num_classes"),
+        (["TRAIN.LAMBDA_ORTH=0.5"], "LAMBDA_ORTH"),
+        (["DATASET.NAME=imdb", "DATASET.TEST_SIZE=10"], "DATASET.TEST_SIZE"),
+    ],
+)
+def test_bad_reference_keys(tmp_path, overrides, needle):
+    out = tmp_path / "run"
+    assert_bad_input(main, [*BASE, *overrides, "--out-dir", str(out)], tmp_path, needle)
+    assert not out.exists()

@@ -153,3 +153,83 @@ def test_module_entry_point_reports_errors_without_traceback(tmp_path):
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "unknown key 'x'" in proc.stderr and "sdigits.yaml" in proc.stderr
+
+
+# -- the reference's TRAIN switches -------------------------------------------------------
+
+
+def test_compute_sv_off_drops_the_singular_values(tmp_path):
+    assert _train(tmp_path / "run", 1, "TRAIN.MAX_BATCHES=2", "TRAIN.COMPUTE_SV=false") == 0
+    (row,) = _rows(tmp_path / "run" / "metrics.csv")
+    assert "sv/min" not in row and "train/loss" in row
+
+
+def test_get_gradients_logs_the_recurrent_layers_own_parameters(tmp_path):
+    assert _train(tmp_path / "run", 1, "TRAIN.MAX_BATCHES=2", "TRAIN.GET_GRADIENTS=true") == 0
+    (row,) = _rows(tmp_path / "run" / "metrics.csv")
+    assert float(row["gradients/recurrent_1_s"]) > 0
+    assert float(row["gradients/recurrent_1_bias"]) > 0
+    assert _train(tmp_path / "off", 1, "TRAIN.MAX_BATCHES=2") == 0
+    assert not any(
+        key.startswith("gradients/") for key in _rows(tmp_path / "off" / "metrics.csv")[0]
+    )
+
+
+def test_display_every_and_display_epoch_print(tmp_path, capsys):
+    assert _train(tmp_path / "run", 1, "TRAIN.MAX_BATCHES=5", "TRAIN.DISPLAY_EVERY=2") == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("loss")]
+    assert [line.split(" batch ")[1] for line in lines] == [
+        "0/5 epoch 1",
+        "2/5 epoch 1",
+        "4/5 epoch 1",
+    ]
+    assert "only_loss" in lines[0]
+    assert _train(tmp_path / "epoch", 1, "TRAIN.MAX_BATCHES=1", "TRAIN.DISPLAY_EPOCH=true") == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("epoch 1: loss ") and "val/loss" in line and "val/accuracy" in line
+
+
+def test_display_epoch_without_validation_prints_the_training_loss():
+    from hadamrnn.training import _epoch_line
+
+    assert _epoch_line(3, {"train/loss": 0.5}) == "epoch 3: loss 0.5  only_loss 0.5"
+
+
+def test_alternate_gradients_trains_latents_and_the_rest_in_turn():
+    from hadamrnn.config import load
+    from hadamrnn.getters import get_loss, get_model, get_optimizer
+    from hadamrnn.training import set_alternate_phase, train_epoch
+
+    cfg = load(None, ["MODEL.HIDDEN_SIZE=8", "TRAIN.ALTERNATE_GRADIENTS=true", "TRAIN.LR=0.05"])
+    torch.manual_seed(0)
+    model = get_model(cfg)
+    optimizer, loss = get_optimizer(cfg, model), get_loss(cfg)
+    data = [(torch.randn(16, 5, 1), torch.randint(0, 10, (16,))) for _ in range(3)]
+    names = {name for name, _ in model.named_parameters()}
+    for epoch, expected in ((1, names - {"recurrent.s"}), (2, {"recurrent.s"}), (3, None)):
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        set_alternate_phase(model, epoch)
+        train_epoch(model, data, optimizer, loss, None, torch.device("cpu"), track_flips=False)
+        changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+        assert changed == (expected or names - {"recurrent.s"}), epoch
+
+
+def test_alternate_gradients_needs_binary_latents():
+    from bnn_shared.errors import ConfigError
+    from hadamrnn.config import load
+    from hadamrnn.getters import get_model
+    from hadamrnn.training import set_alternate_phase
+
+    model = get_model(load(None, ["MODEL.NAME=ornn", "MODEL.HIDDEN_SIZE=8", "MODEL.NUM_BITS=null"]))
+    with pytest.raises(ConfigError, match="ALTERNATE_GRADIENTS"):
+        set_alternate_phase(model, 1)
+
+
+def test_alternate_gradients_survives_resume(tmp_path):
+    extra = ("TRAIN.MAX_BATCHES=3", "TRAIN.ALTERNATE_GRADIENTS=true")
+    assert _train(tmp_path / "straight", 2, *extra) == 0
+    assert _train(tmp_path / "resumed", 1, *extra) == 0
+    assert _train(tmp_path / "resumed", 2, *extra, "--resume") == 0
+    straight = _rows(tmp_path / "straight" / "metrics.csv")
+    assert _rows(tmp_path / "resumed" / "metrics.csv") == straight
+    assert straight[0]["train/flips"] == "0"  # epoch 1: the sign latents are frozen

@@ -8,6 +8,7 @@ an unknown name); the reference's names (``BinadamSSM``, ``BinadamSSMwithEmbeddi
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import sys
 from collections.abc import Callable
@@ -275,17 +276,20 @@ SCHEDULERS.register("multisteplr", torch.optim.lr_scheduler.MultiStepLR)
 
 
 def get_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> Any:
-    """``TRAIN.SCHEDULER`` with ``TRAIN.SCHEDULER_CONFIG`` (default StepLR with
-    ``step_size = TRAIN.STEP_SIZE`` and ``gamma = TRAIN.GAMMA``), stepped once per epoch.
+    """``TRAIN.SCHEDULER`` (default StepLR) with the kwargs ``TRAIN.SCHEDULER_CONFIG``,
+    stepped once per epoch; ``TRAIN.STEP_SIZE`` and ``TRAIN.GAMMA`` are the defaults of the
+    scheduler's ``step_size`` and ``gamma`` where it has them (StepLR, ExponentialLR,
+    MultiStepLR's gamma).
 
     Raises:
         ConfigError: a kwarg the scheduler has not, a missing one, or a value it refuses.
     """
     scheduler = SCHEDULERS.get(cfg.train.scheduler)
-    kwargs = dict(cfg.train.scheduler_config or {})
-    if SCHEDULERS.canonical(cfg.train.scheduler) == "steplr":
-        kwargs = {"step_size": cfg.train.step_size, "gamma": cfg.train.gamma, **kwargs}
-    check_kwargs(scheduler, kwargs, "TRAIN.SCHEDULER_CONFIG", skip=("optimizer",))
+    check_kwargs(scheduler, cfg.train.scheduler_config, "TRAIN.SCHEDULER_CONFIG", ("optimizer",))
+    takes = inspect.signature(scheduler).parameters
+    defaults = {"step_size": cfg.train.step_size, "gamma": cfg.train.gamma}
+    kwargs = {key: value for key, value in defaults.items() if key in takes}
+    kwargs.update(cfg.train.scheduler_config or {})
     return _build(scheduler, "TRAIN.SCHEDULER_CONFIG", optimizer, **kwargs)
 
 
