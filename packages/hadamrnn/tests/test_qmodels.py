@@ -349,3 +349,8 @@ def test_export_round_trip(name, overrides, tmp_path):
     bits = overrides.get("num_bits", 4)
     packed = export.packed_entries(model)
     assert ("recurrent.latent" in packed) == (bits is not None)
+
+
+def test_export_summary_reads_token_ids_for_qssm_with_embeddings():
+    cfg = load(None, ["MODEL.NAME=qssmwithembeddings", "DATASET.NAME=imdb"])
+    assert exporting.summary_kwargs(cfg) == {"input_size": (500,), "dtypes": [torch.long]}

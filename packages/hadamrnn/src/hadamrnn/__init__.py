@@ -3,7 +3,8 @@ ICLR 2025, arXiv 2502.00047), with a fast linear-recurrence engine.
 
 The public API: the config schema (:class:`Config`, :func:`load`), the training function
 (:func:`run_training`) and its :class:`HadamRNNExperiment` for the core runner, the model
-builders and registries, the layers, the engines and the scoped matmul hook
+builders and registries (the paper's models, the reference's QRNN / QSSM family in
+:mod:`hadamrnn.qmodels`), the layers and activations, the engines and the scoped matmul hook
 (:func:`use_arithmetic`) for emulating another arithmetic.
 """
 
@@ -11,6 +12,7 @@ from .arithmetic import Arithmetic, current_arithmetic, use_arithmetic
 from .config import Config, DatasetConfig, ModelConfig, TrainConfig, load
 from .dataset_tools import DATASETS, Splits, load_splits
 from .engines import ENGINES
+from .extra_layers import ACTIVATIONS, ModReLU, StatsQuantizer
 from .getters import (
     LOSSES,
     METRICS,
@@ -23,6 +25,7 @@ from .getters import (
     get_scheduler,
 )
 from .models import LinearRNN, LSTMModel
+from .qmodels import QRNN, QSSM, QSSMwithEmbeddings, SpectralQSSM
 from .quantized_layers import (
     HadamardRecurrent,
     OrthogonalRecurrent,
@@ -35,6 +38,7 @@ from .training import HadamRNNExperiment, evaluate, run_training, train_epoch
 __version__ = "0.1.0"
 
 __all__ = [
+    "ACTIVATIONS",
     "DATASETS",
     "ENGINES",
     "LOSSES",
@@ -48,11 +52,17 @@ __all__ = [
     "HadamardRecurrent",
     "LSTMModel",
     "LinearRNN",
+    "ModReLU",
     "ModelConfig",
     "OrthogonalRecurrent",
     "QLinear",
+    "QRNN",
+    "QSSM",
+    "QSSMwithEmbeddings",
     "QuantizedOrthogonalRecurrent",
+    "SpectralQSSM",
     "Splits",
+    "StatsQuantizer",
     "TrainConfig",
     "current_arithmetic",
     "evaluate",

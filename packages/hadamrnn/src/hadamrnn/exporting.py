@@ -5,9 +5,11 @@
 config stored in it) and to read the run's test inputs (:func:`test_inputs`). What is packed:
 HadamRNN's sign vector ``s`` at 1 bit per sign (the Hadamard matrix is implicit), the k-bit
 ``U`` and ``V`` (:class:`~hadamrnn.quantized_layers.QLinear`) and QORNN's k-bit ``W`` as
-codebook + codes; biases, float layers (ORNN, LSTM, embeddings) stay float32.
+codebook + codes, the k-bit ``W`` of QRNN / QSSM / SpectralQSSM (:mod:`hadamrnn.qmodels`);
+biases, float layers (ORNN, LSTM, embeddings, a float ``W``) stay float32.
 
-The model class is ``MODEL.NAME`` (``hadamrnn``, ``ornn``, ``qornn``, ``lstm``) and the config
+The model class is ``MODEL.NAME`` (``hadamrnn``, ``ornn``, ``qornn``, ``lstm``, ``qrnn``,
+``qssm``, ``qssmwithembeddings``, ``spectralqssm``) and the config
 is the run's ``MODEL`` section as plain values.
 """
 
@@ -65,7 +67,8 @@ def summary_kwargs(cfg: Config) -> dict[str, Any]:
     dataset = DATASETS.canonical(cfg.dataset.name)
     steps = cfg.dataset.seq_length if dataset in ("copy_task", "imdb", "glue") else None
     steps = steps or SEQUENCE_LENGTHS[dataset]
-    if cfg.model.vocab_size is not None:
+    tokens = MODELS.canonical(cfg.model.name) == "qssmwithembeddings"  # vocabulary default 10000
+    if cfg.model.vocab_size is not None or tokens:
         return {"input_size": (steps,), "dtypes": [torch.long]}
     return {"input_size": (steps, cfg.model.input_size)}
 
