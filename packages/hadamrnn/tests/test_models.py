@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from bnn_shared.errors import ConfigError
+from hadamrnn.extra_layers import ModReLU
 from hadamrnn.models import LinearRNN, LSTMModel
 from hadamrnn.quantized_layers import HadamardRecurrent
 
@@ -78,3 +79,23 @@ def test_lstm_shapes():
     )
     model = LSTMModel(input_size=3, hidden_size=8, output_size=4, many_to_many=True)
     assert model(torch.randn(2, 6, 3)).shape == (2, 6, 4)
+
+
+def test_chosen_activation_is_fed_back_and_read_out():
+    """``linear_recurrent=False`` feeds the model's activation back (ReLU by default, bit for
+    bit the former ``torch.relu``); ``output_layer`` replaces ``V``."""
+    torch.manual_seed(1)
+    act = ModReLU(16)
+    with torch.no_grad():
+        act.b.fill_(-0.05)
+    output = torch.nn.Linear(16, 5)
+    model = _model(linear_recurrent=False, activation=act, output_layer=output, num_bits=None)
+    assert model.output_layer is output and model.activation is act
+    x = torch.randn(2, 6, 3)
+    w, u, b = model.recurrent.weight(), model.input_layer.weight, model.recurrent.bias
+    h = torch.zeros(2, 16)
+    for t in range(6):
+        h = act(h @ w.t() + x[:, t] @ u.t() + b)
+    assert torch.allclose(model.hidden_states(x, all_states=False), h, atol=1e-6)
+    assert torch.allclose(model(x), output(act(h)), atol=1e-6)
+    assert (h < 0).any()  # modrelu keeps signs, unlike the default ReLU
