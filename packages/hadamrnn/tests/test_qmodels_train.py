@@ -1,6 +1,7 @@
 """The reference's other models train and resume: a run stopped after epoch 1 and resumed with
-``--resume`` ends with the same metrics as an uninterrupted run (sdigits; QSSMwithEmbeddings on
-generated token sequences through :func:`hadamrnn.training.run_training`)."""
+``--resume`` ends with the same metrics as an uninterrupted run (sdigits; the sequential
+recurrences on a 12-step copy task; QSSMwithEmbeddings on generated token sequences through
+:func:`hadamrnn.training.run_training`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,16 @@ from hadamrnn.training import run_training
 ROOT = Path(__file__).resolve().parents[3]
 SDIGITS = str(ROOT / "configs" / "hadamrnn" / "sdigits.yaml")
 SMALL = ["MODEL.HIDDEN_SIZE=16", "TRAIN.BATCH_SIZE=64", "TRAIN.MAX_BATCHES=8"]
+#: the sequential recurrences step in Python: a copy task of 12 steps instead of 64 pixels
+SHORT_COPY = [
+    f"--config={ROOT / 'configs' / 'hadamrnn' / 'copy.yaml'}",
+    "DATASET.SENT_LENGTH=3",
+    "DATASET.SEQ_LENGTH=12",
+    "DATASET.TRAIN=256",
+    "DATASET.VAL=64",
+    "DATASET.TEST=64",
+    "TRAIN.LR=1e-2",
+]
 
 
 def _rows(path: Path) -> list[dict]:
@@ -28,22 +39,19 @@ def _rows(path: Path) -> list[dict]:
 
 
 def _train(out: Path, epochs: int, overrides: list[str], *extra: str) -> int:
-    argv = ["--config", SDIGITS, "--out-dir", str(out), "--device", "cpu", "--quiet", "--set"]
+    config = SDIGITS
+    if overrides and overrides[0].startswith("--config="):
+        config, overrides = overrides[0].removeprefix("--config="), overrides[1:]
+    argv = ["--config", config, "--out-dir", str(out), "--device", "cpu", "--quiet", "--set"]
     return run_cli(main, [*argv, *SMALL, *overrides, f"TRAIN.N_EPOCHS={epochs}", *extra])
 
 
 @pytest.mark.parametrize(
     "overrides",
-    [  # the sequential ones take about 5 to 10 s
-        pytest.param(
-            ["MODEL.NAME=qrnn", "MODEL.ACTIVATION=modrelu", "MODEL.ENGINE=sequential"],
-            marks=pytest.mark.slow,
-        ),
+    [
+        [*SHORT_COPY, "MODEL.NAME=qrnn", "MODEL.ACTIVATION=modrelu", "MODEL.ENGINE=sequential"],
         ["MODEL.NAME=qssm"],
-        pytest.param(
-            ["MODEL.NAME=qssm", "MODEL.NUM_BITS_FEAT=8", "MODEL.ENGINE=sequential"],
-            marks=pytest.mark.slow,
-        ),
+        [*SHORT_COPY, "MODEL.NAME=qssm", "MODEL.NUM_BITS_FEAT=8", "MODEL.ENGINE=sequential"],
         ["MODEL.NAME=spectralqssm", "MODEL.USE_BJORCK=true"],
     ],
     ids=["qrnn_modrelu", "qssm", "qssm_feat", "spectralqssm_bjorck"],
