@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import torch
 from bnn_shared.errors import ConfigError
-from bnn_shared.quantizers import uniform
+from bnn_shared.quantizers import hard_sign, uniform
 from bnn_shared.registry import Registry
 from torch import Tensor, nn
 
@@ -53,7 +53,8 @@ class ModReLU(nn.Module):
         self.b = nn.Parameter(torch.empty(features).uniform_(-0.01, 0.01))
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.sign(x) * torch.relu(x.abs() + 1e-6 + self.b)
+        # sgn(0) = 0; the sign has no gradient of its own (the core's plain sign value)
+        return hard_sign(x, zero=0) * torch.relu(x.abs() + 1e-6 + self.b)
 
     def extra_repr(self) -> str:
         return f"features={self.features}"
