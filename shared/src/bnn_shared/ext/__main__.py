@@ -30,6 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = status()
     for key, value in report.items():
         print(f"{key:>9}: {value}")
+    from .bitops import cpu_path
+
+    print(f"{'bitops':>9}: {cpu_path()}")
     print(f"{'seconds':>9}: {time.perf_counter() - start:.1f}")
     return 0 if report["cpp"] else 1
 
