@@ -22,7 +22,9 @@ from bnn_shared.ext.bitops import (
 )
 from bnn_shared.testing import CPU_AND_CUDA
 
-KS = [1, 63, 64, 65, 130, 1000]
+# k <= 192 runs the portable path even where AVX-512 is chosen; 257 (4 words: masked vector
+# load only), 576 (9 whole words: one vector, no padding) and 1000 (15 words) run AVX-512.
+KS = [1, 63, 64, 65, 130, 257, 576, 1000]
 # (M, N): odd sizes, sizes below and above the 4x4 blocks, one row or one column.
 MN = [(1, 1), (3, 5), (7, 9), (13, 4)]
 BACKEND_OF = {"cpu": "cpp", "cuda": "cuda"}
@@ -230,6 +232,8 @@ class TestCompiled:
         best = bitops.cpu_path()
         assert best.startswith(("avx512-vpopcntdq", "portable"))
         assert bitops.cpu_path(portable=True).startswith("portable")
+        assert bitops.cpu_path(k=1000) == best
+        assert bitops.cpu_path(k=100).startswith("portable")
         monkeypatch.setenv("BNN_BITOPS_PORTABLE", "1")
         assert bitops.cpu_path().startswith("portable")
         monkeypatch.setenv("BNN_BITOPS_PORTABLE", "0")

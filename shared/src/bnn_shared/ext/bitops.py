@@ -22,7 +22,8 @@ Backends (``backend="auto" | "torch" | "cpp" | "cuda"``, :func:`bnn_shared.ext.r
 ``"torch"`` runs the references below (the specification: the packed bits unpacked to ±1 or
 {0,1} float64 values and multiplied with ``torch.matmul``, exact for k < 2**53); ``"cpp"`` the
 C++ kernels ``torch.ops.bnn_shared.bitops_pack / xnor_gemm / and_gemm`` (AVX-512 VPOPCNTDQ
-when the CPU has it, chosen at run time, else a portable popcount path; :func:`cpu_path`);
+when the CPU has it and rows have more than 192 values, chosen at run time, else a portable
+popcount path; :func:`cpu_path`);
 ``"cuda"`` the CUDA kernels (``__popcll``). ``portable=True``, or the environment variable
 ``BNN_BITOPS_PORTABLE=1`` read at every call, forces the portable CPU path.
 """
@@ -68,13 +69,17 @@ def packed_words(k: int) -> int:
     return (_check_k(k) + WORD_BITS - 1) // WORD_BITS
 
 
-def cpu_path(*, portable: bool | None = None) -> str:
+def cpu_path(*, portable: bool | None = None, k: int | None = None) -> str:
     """The CPU path the compiled kernels take now: ``"avx512-vpopcntdq"``, ``"portable"`` (with
     ``" (popcnt instruction)"`` when the CPU has it) or, when the compiled library is not
-    loaded, ``"reference (compiled library not loaded)"``. Loads the library (may build)."""
+    loaded, ``"reference (compiled library not loaded)"``. Loads the library (may build).
+
+    ``k``: the path of a GEMM with rows of k values (rows of k <= 192 take the portable path,
+    faster there); None: the best path of the CPU."""
     if not load():
         return "reference (compiled library not loaded)"
-    code = torch.ops.bnn_shared.bitops_cpu_isa(_portable(portable))
+    k = -1 if k is None else _check_k(k)
+    code = torch.ops.bnn_shared.bitops_cpu_isa(_portable(portable), k)
     return _CPU_PATHS.get(int(code), f"unknown ({code})")
 
 
