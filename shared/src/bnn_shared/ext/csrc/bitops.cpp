@@ -40,6 +40,10 @@ namespace {
 constexpr int64_t kWordBits = 64;
 constexpr int kMR = 4;  // rows of A per micro-kernel block
 constexpr int kNR = 4;  // rows of B per micro-kernel block
+// Less work than this (word pairs of a GEMM, elements of a packing) per thread runs inline: a
+// parallel region costs microseconds, and a scheduler time slice when the cores are busy.
+constexpr int64_t kMinParallelWords = int64_t{1} << 21;
+constexpr int64_t kMinParallelElements = int64_t{1} << 20;
 
 enum class Isa : int64_t { kGeneric = 0, kPopcnt = 1, kAvx512 = 2 };
 
@@ -230,7 +234,9 @@ void run_gemm(const GemmArgs& g, Isa isa) {
     }
   }
   const int64_t tiles_n = (g.n + tile_n - 1) / tile_n;
-  at::parallel_for(0, tiles(), 1, [&](int64_t begin, int64_t end) {
+  const int64_t tile_work = tile_m * tile_n * std::max<int64_t>(1, g.words);
+  const int64_t grain = std::max<int64_t>(1, kMinParallelWords / tile_work);
+  at::parallel_for(0, tiles(), grain, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t m0 = (t / tiles_n) * tile_m;
       const int64_t n0 = (t % tiles_n) * tile_n;
@@ -295,7 +301,8 @@ at::Tensor gemm_cpu(const at::Tensor& a_in, const at::Tensor& b_in, int64_t k, b
   // popcount(x[m]) once per row, padding masked.
   at::Tensor ones = at::empty({m}, out.options());
   int32_t* ones_p = ones.mutable_data_ptr<int32_t>();
-  at::parallel_for(0, m, 64, [&](int64_t begin, int64_t end) {
+  const int64_t row_grain = std::max<int64_t>(1, kMinParallelWords / words);
+  at::parallel_for(0, m, row_grain, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       int64_t count = 0;
       for (int64_t w = 0; w < words; ++w) {
@@ -334,7 +341,7 @@ inline bool positive(scalar_t v) {
 template <typename scalar_t>
 void pack_rows_generic(const scalar_t* x, uint64_t* out, int64_t rows, int64_t k,
                        int64_t words) {
-  at::parallel_for(0, rows, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, k)),
+  at::parallel_for(0, rows, std::max<int64_t>(1, kMinParallelElements / std::max<int64_t>(1, k)),
                    [&](int64_t begin, int64_t end) {
                      for (int64_t r = begin; r < end; ++r) {
                        const scalar_t* row = x + r * k;
@@ -378,7 +385,7 @@ __attribute__((target("avx512f"))) void pack_range_avx512(const float* x, uint64
 }
 
 void pack_rows_avx512(const float* x, uint64_t* out, int64_t rows, int64_t k, int64_t words) {
-  at::parallel_for(0, rows, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, k)),
+  at::parallel_for(0, rows, std::max<int64_t>(1, kMinParallelElements / std::max<int64_t>(1, k)),
                    [&](int64_t begin, int64_t end) {
                      pack_range_avx512(x, out, begin, end, k, words);
                    });
