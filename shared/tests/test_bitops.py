@@ -292,3 +292,11 @@ class TestBadInput:
             and_gemm(torch.zeros(2, 1), torch.zeros(2, 1, dtype=torch.int64), 3)
         with pytest.raises(ShapeError, match="takes 1 words per row"):
             unpack_signs(torch.zeros(2, 2, dtype=torch.int64), 3)
+
+
+def test_ext_command_reports_the_bitops_path(compiled, capsys):
+    from bnn_shared.ext.__main__ import main
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert f"bitops: {bitops.cpu_path()}" in out
