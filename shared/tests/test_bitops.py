@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from bnn_shared import ext
 from bnn_shared.errors import BnnError, ShapeError
 from bnn_shared.ext import bitops
 from bnn_shared.ext.bitops import (
@@ -27,24 +26,8 @@ from bnn_shared.testing import CPU_AND_CUDA
 KS = [1, 63, 64, 65, 130, 257, 576, 1000]
 # (M, N): odd sizes, sizes below and above the 4x4 blocks, one row or one column.
 MN = [(1, 1), (3, 5), (7, 9), (13, 4)]
-BACKEND_OF = {"cpu": "cpp", "cuda": "cuda"}
 # CPU paths: the run-time choice (AVX-512 VPOPCNTDQ where the CPU has it) and the portable one.
 PATHS = [pytest.param(False, id="best-path"), pytest.param(True, id="portable")]
-
-
-@pytest.fixture(scope="module")
-def compiled() -> dict:
-    if not ext.load():
-        pytest.skip(f"compiled bnn_shared kernels unavailable here: {ext.status()['error']}")
-    return ext.status()
-
-
-@pytest.fixture
-def device_backend(request, compiled) -> tuple[str, str]:
-    device = request.param
-    if device == "cuda" and not compiled["cuda"]:
-        pytest.skip(f"CUDA kernels were not built: {compiled['error']}")
-    return device, BACKEND_OF[device]
 
 
 def signs(shape, seed: int, device: str = "cpu") -> torch.Tensor:

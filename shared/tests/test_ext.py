@@ -25,23 +25,6 @@ from bnn_shared.ext.bitpack import (
 from bnn_shared.testing import CPU_AND_CUDA
 
 LENGTHS = [0, 1, 7, 9, 1000]
-BACKEND_OF = {"cpu": "cpp", "cuda": "cuda"}
-
-
-@pytest.fixture(scope="session")
-def compiled() -> dict:
-    """The compiled library, built once per session; skips only if it cannot build here."""
-    if not ext.load():
-        pytest.skip(f"compiled bnn_shared kernels unavailable here: {ext.status()['error']}")
-    return ext.status()
-
-
-@pytest.fixture
-def device_backend(request, compiled) -> tuple[str, str]:
-    device = request.param
-    if device == "cuda" and not compiled["cuda"]:
-        pytest.skip(f"CUDA kernels were not built: {compiled['error']}")
-    return device, BACKEND_OF[device]
 
 
 def random_codes(n: int, bits: int, seed: int = 0, device: str = "cpu") -> torch.Tensor:
